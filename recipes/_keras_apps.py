@@ -1,0 +1,99 @@
+"""Card -> Keras model: build the architecture a card describes, find its cut points.
+
+Keras is imported inside the functions, never at module import.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from zoo_transfer.registry import Card
+from zoo_transfer.registry._card import LAYER_REF_RE
+
+
+def constructor(card: Card) -> Any:
+    """The callable that builds `card`'s network.
+
+    A bare name (`"ResNet50"`) is looked up in `keras.applications`; a dotted path
+    (`"my_pkg.models:build"` or `"my_pkg.models.build"`) is imported.
+    """
+    name = card.constructor
+    if ":" in name or "." in name:
+        module, _, attr = name.replace(":", ".").rpartition(".")
+        return getattr(importlib.import_module(module), attr)
+    import keras
+
+    try:
+        return getattr(keras.applications, name)
+    except AttributeError:
+        raise AttributeError(
+            f"{card.name}: keras.applications has no constructor {name!r} in Keras "
+            f"{keras.__version__}. Upgrade Keras or fix the card's `constructor`."
+        ) from None
+
+
+def instantiate(
+    card: Card,
+    *,
+    include_top: bool = True,
+    weights: str | None = None,
+    input_shape: tuple[int | None, int | None, int] | None = None,
+    **overrides: Any,
+) -> Any:
+    """Build the Keras model of `card` as Keras' own constructor does.
+
+    Args:
+        include_top: keep the ImageNet classifier.
+        weights: passed to the constructor (`None`, `"imagenet"` or a file path).
+        input_shape: defaults to the card's `input_size`.
+        **overrides: extra constructor kwargs, over the card's `kwargs`.
+    """
+    kwargs = dict(card.kwargs)
+    kwargs.update(overrides)
+    shape = input_shape or card.input_size
+    if shape is not None:
+        kwargs.setdefault("input_shape", tuple(shape))
+    return constructor(card)(include_top=include_top, weights=weights, **kwargs)
+
+
+def _consumers(model: Any, tensor: Any) -> list[Any]:
+    """The operations (layers or ops) of `model` that take `tensor` as an input."""
+    import keras
+
+    found = []
+    for op in model.operations:
+        for node in op._inbound_nodes:
+            if any(t is tensor for t in keras.tree.flatten(node.arguments.keras_tensors)):
+                found.append(node)
+    return found
+
+
+def resolve_tap(model: Any, ref: str) -> Any:
+    """The symbolic tensor that the layer reference `ref` names in `model`.
+
+    `ref` is a layer name, or `"name+N"`: the output reached by following the single
+    consumer of layer `name` N times (for outputs of auto-named layers or bare ops).
+    Raises `ValueError` naming the reference when it does not resolve.
+    """
+    m = LAYER_REF_RE.match(ref)
+    if not m:
+        raise ValueError(f"Bad layer reference {ref!r}: expected 'name' or 'name+N'.")
+    try:
+        tensor = model.get_layer(m.group("name")).output
+    except ValueError:
+        raise ValueError(
+            f"Layer {m.group('name')!r} (from reference {ref!r}) is not in model {model.name!r}."
+        ) from None
+    for hop in range(int(m.group("hops") or 0)):
+        nodes = _consumers(model, tensor)
+        if len(nodes) != 1:
+            raise ValueError(
+                f"Reference {ref!r}: hop {hop + 1} is ambiguous in {model.name!r} "
+                f"({len(nodes)} consumers); pick a named layer instead."
+            )
+        outputs = nodes[0].outputs
+        if len(outputs) != 1:
+            raise ValueError(f"Reference {ref!r}: hop {hop + 1} reaches a multi-output op.")
+        tensor = outputs[0]
+    return tensor

@@ -1,0 +1,30 @@
+"""Model-zoo registry: cards for pretrained image models, and their lookup.
+
+Installed as `zoo_transfer.registry`. Importing it never imports Keras/TensorFlow.
+"""
+
+from ._card import Card, Preprocessing, Stage, WeightsFile, card_from_dict
+from ._registry import (
+    ENTRY_POINT_GROUP,
+    REGISTRY,
+    Registry,
+    get_card,
+    list_models,
+    load_family_file,
+    register_model,
+)
+
+__all__ = [
+    "Card",
+    "ENTRY_POINT_GROUP",
+    "Preprocessing",
+    "REGISTRY",
+    "Registry",
+    "Stage",
+    "WeightsFile",
+    "card_from_dict",
+    "get_card",
+    "list_models",
+    "load_family_file",
+    "register_model",
+]

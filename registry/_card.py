@@ -1,0 +1,454 @@
+"""The model card: one pretrained image model, described as data.
+
+A card holds the facts a user needs to reuse a pretrained network correctly: how to
+build it, what input it expects and how to normalise it, where it may be cut, and
+where its weights come from. Cards are loaded from JSON and validated field by field;
+a bad field raises `CardValidationError` naming the file, the card and the field.
+
+Layer references (`Stage.layer`, `Card.feature_layer`) are Keras layer names the
+constructor sets explicitly, so they resolve in any process. Where the tensor wanted
+is the output of an auto-named layer (`activation_17`) or of a bare op, the reference
+is written `"named_layer+N"`: follow the single consumer of `named_layer` N times.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from zoo_transfer.errors import CardValidationError
+
+ARCH_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+TAG_RE = re.compile(r"^[a-z0-9][a-z0-9_]*$")
+LAYER_REF_RE = re.compile(r"^(?P<name>[^+\s]+)(\+(?P<hops>[1-9][0-9]*))?$")
+STAGE_NAME_RE = re.compile(r"^(stem|stage[1-9])$")
+MODES = ("caffe", "tf", "torch", "builtin")
+CHANNEL_ORDERS = ("RGB", "BGR")
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "area", "lanczos3")
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How raw RGB pixels in 0-255 become the network's input.
+
+    The normalisation is `y[c] = (x[order[c]] * scale - mean[c]) / std[c]`, with
+    `mean`/`std` given in the network's channel order. Mode `builtin` means the
+    network applies it itself (its first layers), so callers pass raw 0-255 RGB.
+    """
+
+    mode: str
+    channel_order: str
+    scale: float
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    interpolation: str = "bilinear"
+    crop_pct: float = 0.875
+
+    @property
+    def mean_rgb01(self) -> tuple[float, float, float]:
+        """The mean as timm and torchvision write it: RGB order, pixels in 0-1."""
+        rgb = self._to_rgb(self.mean)
+        return tuple(m / (255.0 * self.scale) for m in rgb)  # type: ignore[return-value]
+
+    @property
+    def std_rgb01(self) -> tuple[float, float, float]:
+        """The std as timm and torchvision write it: RGB order, pixels in 0-1."""
+        rgb = self._to_rgb(self.std)
+        return tuple(s / (255.0 * self.scale) for s in rgb)  # type: ignore[return-value]
+
+    def _to_rgb(self, values: Sequence[float]) -> tuple[float, ...]:
+        return tuple(values[::-1]) if self.channel_order == "BGR" else tuple(values)
+
+    def normalize(self, images: Any) -> Any:
+        """Apply this normalisation to raw RGB 0-255 images (numpy, channels last).
+
+        Returns a float32 numpy array. For mode `builtin` the network normalises
+        internally; this still returns what its built-in layers compute.
+
+        ```python
+        card = zoo_transfer.get_card("resnet50")
+        x = card.preprocessing.normalize(np.zeros((1, 224, 224, 3)))
+        ```
+        """
+        import numpy as np
+
+        x = np.asarray(images, dtype=np.float32)
+        if self.channel_order == "BGR":
+            x = x[..., ::-1]
+        mean = np.asarray(self.mean, dtype=np.float32)
+        std = np.asarray(self.std, dtype=np.float32)
+        return ((x * np.float32(self.scale) - mean) / std).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A named cut point: the tensor that ends a stage of the network.
+
+    `stride` is the output stride (input size / feature size, rounded to a power of
+    two for networks with valid padding); `shape` is (H, W, C) at the card's input
+    size. `stageK` always has stride 2**(K+1); `stem` is the earliest tap.
+    """
+
+    name: str
+    layer: str
+    stride: int
+    shape: tuple[int, int, int]
+
+    @property
+    def channels(self) -> int:
+        return self.shape[2]
+
+
+@dataclass(frozen=True)
+class WeightsFile:
+    """One weights file exactly as Keras requests it (`keras.utils.get_file`)."""
+
+    file: str
+    url: str
+    hash: str | None = None
+    cache_subdir: str = "models"
+
+
+@dataclass(frozen=True)
+class Card:
+    """Everything zoo-transfer knows about one pretrained model.
+
+    `name` is `arch.tag`, like timm: one architecture can have several weight sets
+    (MobileNetV2 at each width and resolution), and the first tag registered for an
+    arch is its default, so `get_card("mobilenet_v2")` works.
+
+    ```python
+    card = zoo_transfer.get_card("resnet50")
+    card.input_size          # (224, 224, 3)
+    card.stage("stage3").layer  # 'conv4_block6_out'
+    ```
+    """
+
+    arch: str
+    tag: str
+    family: str
+    constructor: str
+    preprocess_module: str | None
+    input_size: tuple[int, int, int]
+    min_input_size: tuple[int, int, int]
+    preprocessing: Preprocessing
+    stages: tuple[Stage, ...]
+    feature_layer: str
+    head_layers: tuple[str, ...]
+    params: int
+    params_no_top: int
+    license: str
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    aliases: tuple[str, ...] = ()
+    num_classes: int = 1000
+    weights_top: WeightsFile | None = None
+    weights_no_top: WeightsFile | None = None
+    top1: float | None = None
+    top5: float | None = None
+    accuracy_source: str | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.arch}.{self.tag}"
+
+    @property
+    def stage_names(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.stages)
+
+    def stage(self, name: str) -> Stage:
+        """The stage called `name`; `KeyError` listing the valid names otherwise."""
+        for s in self.stages:
+            if s.name == name:
+                return s
+        raise KeyError(
+            f"{self.name} has no stage {name!r}. Its stages are: " + ", ".join(self.stage_names)
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict; `card_from_dict(card.to_dict())` gives the card back."""
+        d = json.loads(json.dumps(asdict(self)))  # tuples -> lists, as in the card files
+        d["name"] = self.name
+        return d
+
+
+# --------------------------------------------------------------------------- loading
+
+_FIELDS_REQUIRED = (
+    "arch",
+    "tag",
+    "family",
+    "constructor",
+    "input_size",
+    "min_input_size",
+    "preprocessing",
+    "stages",
+    "feature_layer",
+    "head_layers",
+    "params",
+    "params_no_top",
+    "license",
+)
+_FIELDS_OPTIONAL = (
+    "preprocess_module",
+    "kwargs",
+    "aliases",
+    "num_classes",
+    "weights_top",
+    "weights_no_top",
+    "top1",
+    "top5",
+    "accuracy_source",
+    "name",
+)
+
+
+class _Checker:
+    """Field-level checks that raise `CardValidationError` with file, card and field."""
+
+    def __init__(self, source: str, card: str | None, prefix: str = ""):
+        self.source, self.card, self.prefix = source, card, prefix
+
+    def nested(self, key: str) -> _Checker:
+        """A checker for the object under `key`, whose errors name `key.field`."""
+        return _Checker(self.source, self.card, f"{self.prefix}{key}.")
+
+    def fail(self, fieldname: str, problem: str) -> None:
+        raise CardValidationError(self.source, self.card, self.prefix + fieldname, problem)
+
+    def str_(
+        self,
+        d: Mapping,
+        key: str,
+        *,
+        pattern: re.Pattern | None = None,
+        choices: Sequence[str] | None = None,
+        optional: bool = False,
+    ) -> Any:
+        if key not in d or d[key] is None:
+            if optional:
+                return None
+            self.fail(key, "is missing")
+        v = d[key]
+        if not isinstance(v, str) or not v:
+            self.fail(key, f"expected a non-empty string, got {v!r}")
+        if pattern is not None and not pattern.match(v):
+            self.fail(key, f"{v!r} does not match {pattern.pattern}")
+        if choices is not None and v not in choices:
+            self.fail(key, f"{v!r} is not one of {', '.join(choices)}")
+        return v
+
+    def int_(
+        self,
+        d: Mapping,
+        key: str,
+        *,
+        minimum: int = 0,
+        optional: bool = False,
+        default: int | None = None,
+    ) -> Any:
+        if key not in d or d[key] is None:
+            if optional:
+                return default
+            self.fail(key, "is missing")
+        v = d[key]
+        if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+            self.fail(key, f"expected an integer >= {minimum}, got {v!r}")
+        return v
+
+    def num(
+        self,
+        d: Mapping,
+        key: str,
+        *,
+        positive: bool = False,
+        optional: bool = False,
+        default: float | None = None,
+        maximum: float | None = None,
+    ) -> Any:
+        if key not in d or d[key] is None:
+            if optional:
+                return default
+            self.fail(key, "is missing")
+        v = d[key]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            self.fail(key, f"expected a number, got {v!r}")
+        if positive and v <= 0:
+            self.fail(key, f"expected a positive number, got {v!r}")
+        if maximum is not None and v > maximum:
+            self.fail(key, f"expected a number <= {maximum}, got {v!r}")
+        return float(v)
+
+    def triple(self, d: Mapping, key: str, *, kind: type, positive: bool = False) -> Any:
+        v = d.get(key)
+        ok = (
+            isinstance(v, (list, tuple))
+            and len(v) == 3
+            and all(isinstance(e, (int, float)) and not isinstance(e, bool) for e in v)
+        )
+        if ok and kind is int:
+            ok = all(isinstance(e, int) for e in v)
+        if ok and positive:
+            ok = all(e > 0 for e in v)
+        if not ok:
+            what = "positive " if positive else ""
+            self.fail(key, f"expected a list of 3 {what}{kind.__name__}s, got {v!r}")
+        return tuple(kind(e) for e in v)
+
+    def mapping(self, d: Mapping, key: str, *, optional: bool = False) -> Any:
+        if key not in d or d[key] is None:
+            if optional:
+                return None
+            self.fail(key, "is missing")
+        v = d[key]
+        if not isinstance(v, Mapping):
+            self.fail(key, f"expected an object, got {type(v).__name__}")
+        return v
+
+
+def _check_layer_ref(c: _Checker, key: str, value: Any) -> str:
+    if not isinstance(value, str) or not LAYER_REF_RE.match(value):
+        c.fail(key, f"expected a layer name, or 'name+N' for N hops after it; got {value!r}")
+    return value
+
+
+def _preprocessing(c: _Checker, d: Mapping) -> Preprocessing:
+    p = c.mapping(d, "preprocessing")
+    sub = c.nested("preprocessing")
+    unknown = set(p) - {
+        "mode",
+        "channel_order",
+        "scale",
+        "mean",
+        "std",
+        "interpolation",
+        "crop_pct",
+    }
+    if unknown:
+        sub.fail(sorted(unknown)[0], "unknown field")
+    return Preprocessing(
+        mode=sub.str_(p, "mode", choices=MODES),
+        channel_order=sub.str_(p, "channel_order", choices=CHANNEL_ORDERS),
+        scale=sub.num(p, "scale", positive=True),
+        mean=sub.triple(p, "mean", kind=float),
+        std=sub.triple(p, "std", kind=float, positive=True),
+        interpolation=sub.str_(p, "interpolation", choices=INTERPOLATIONS, optional=True)
+        or "bilinear",
+        crop_pct=sub.num(p, "crop_pct", positive=True, optional=True, default=0.875, maximum=1.0),
+    )
+
+
+def _stages(c: _Checker, d: Mapping) -> tuple[Stage, ...]:
+    raw = d.get("stages")
+    if not isinstance(raw, (list, tuple)) or not raw:
+        c.fail("stages", f"expected a non-empty list of stages, got {raw!r}")
+    stages: list[Stage] = []
+    for i, s in enumerate(raw):
+        key = f"stages[{i}]"
+        if not isinstance(s, Mapping):
+            c.fail(key, f"expected an object, got {s!r}")
+        sub = c.nested(key)
+        name = sub.str_(s, "name", pattern=STAGE_NAME_RE)
+        layer = _check_layer_ref(sub, "layer", s.get("layer"))
+        stride = sub.int_(s, "stride", minimum=1)
+        if stride & (stride - 1):
+            sub.fail("stride", f"expected a power of two, got {stride}")
+        if name != "stem" and stride != 2 ** (int(name[5:]) + 1):
+            sub.fail("stride", f"{name} must have stride {2 ** (int(name[5:]) + 1)}, got {stride}")
+        shape = sub.triple(s, "shape", kind=int, positive=True)
+        if stages and (stride < stages[-1].stride or name in {x.name for x in stages}):
+            sub.fail("name", f"stage {name!r} is out of order or repeated")
+        if name == "stem" and stages:
+            sub.fail("name", "'stem' must be the first stage")
+        stages.append(Stage(name=name, layer=layer, stride=stride, shape=shape))
+    return tuple(stages)
+
+
+def _weights(c: _Checker, d: Mapping, key: str) -> WeightsFile | None:
+    w = c.mapping(d, key, optional=True)
+    if w is None:
+        return None
+    sub = c.nested(key)
+    h = sub.str_(w, "hash", optional=True)
+    if h is not None and not re.fullmatch(r"[0-9a-f]{32}|[0-9a-f]{64}", h):
+        sub.fail("hash", f"expected an md5 or sha256 hex digest, got {h!r}")
+    return WeightsFile(
+        file=sub.str_(w, "file"),
+        url=sub.str_(w, "url", pattern=re.compile(r"^(https?|file)://")),
+        hash=h,
+        cache_subdir=sub.str_(w, "cache_subdir", optional=True) or "models",
+    )
+
+
+def card_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> Card:
+    """Validate `data` against the card schema and return a `Card`.
+
+    Raises `CardValidationError` naming `source`, the card and the first bad field.
+    """
+    if not isinstance(data, Mapping):
+        raise CardValidationError(source, None, "<card>", f"expected an object, got {data!r}")
+    label = data.get("name") or (
+        f"{data.get('arch')}.{data.get('tag')}" if data.get("arch") else None
+    )
+    c = _Checker(source, label if isinstance(label, str) else None)
+    unknown = set(data) - set(_FIELDS_REQUIRED) - set(_FIELDS_OPTIONAL)
+    if unknown:
+        c.fail(sorted(unknown)[0], "unknown field (check the spelling against the card schema)")
+    missing = [k for k in _FIELDS_REQUIRED if data.get(k) is None]
+    if missing:
+        c.fail(missing[0], "is missing (required fields: " + ", ".join(_FIELDS_REQUIRED) + ")")
+    arch = c.str_(data, "arch", pattern=ARCH_RE)
+    tag = c.str_(data, "tag", pattern=TAG_RE)
+    if "name" in data and data["name"] != f"{arch}.{tag}":
+        c.fail("name", f"must equal arch.tag ({arch}.{tag!s}), got {data['name']!r}")
+    kwargs = c.mapping(data, "kwargs", optional=True) or {}
+    aliases = data.get("aliases", [])
+    if not isinstance(aliases, (list, tuple)) or not all(isinstance(a, str) and a for a in aliases):
+        c.fail("aliases", f"expected a list of strings, got {aliases!r}")
+    head = data.get("head_layers")
+    if not isinstance(head, (list, tuple)) or not all(isinstance(h, str) and h for h in head):
+        c.fail("head_layers", f"expected a list of layer names, got {head!r}")
+    input_size = c.triple(data, "input_size", kind=int, positive=True)
+    min_input_size = c.triple(data, "min_input_size", kind=int, positive=True)
+    if any(m > i for m, i in zip(min_input_size, input_size, strict=True)):
+        c.fail("min_input_size", f"{min_input_size} is larger than input_size {input_size}")
+    stages = _stages(c, data)
+    feature_layer = _check_layer_ref(c, "feature_layer", data.get("feature_layer"))
+    if stages[-1].layer != feature_layer:
+        c.fail(
+            "feature_layer",
+            f"must be the layer of the last stage ({stages[-1].layer!r}), got {feature_layer!r}",
+        )
+    params = c.int_(data, "params", minimum=1)
+    params_no_top = c.int_(data, "params_no_top", minimum=1)
+    if params_no_top > params:
+        c.fail("params_no_top", f"{params_no_top} is more than params ({params})")
+    top1 = c.num(data, "top1", optional=True, maximum=1.0)
+    top5 = c.num(data, "top5", optional=True, maximum=1.0)
+    return Card(
+        arch=arch,
+        tag=tag,
+        family=c.str_(data, "family", pattern=ARCH_RE),
+        constructor=c.str_(data, "constructor"),
+        preprocess_module=c.str_(data, "preprocess_module", optional=True),
+        kwargs=dict(kwargs),
+        aliases=tuple(aliases),
+        input_size=input_size,
+        min_input_size=min_input_size,
+        preprocessing=_preprocessing(c, data),
+        stages=stages,
+        feature_layer=feature_layer,
+        head_layers=tuple(head),
+        num_classes=c.int_(data, "num_classes", minimum=1, optional=True, default=1000),
+        params=params,
+        params_no_top=params_no_top,
+        weights_top=_weights(c, data, "weights_top"),
+        weights_no_top=_weights(c, data, "weights_no_top"),
+        license=c.str_(data, "license"),
+        top1=top1,
+        top5=top5,
+        accuracy_source=c.str_(data, "accuracy_source", optional=True),
+    )

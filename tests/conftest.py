@@ -1,0 +1,102 @@
+"""Shared fixtures: the real-data folder, the registry sweep selection, Keras helpers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# One small card per family, plus the variants the fast run must cover. The full
+# sweep (`pytest --sweep=full`, what `.ci/run` runs) covers every card.
+FAST_SWEEP = (
+    "resnet50",
+    "resnet50_v2",
+    "vgg16",
+    "xception",
+    "inception_v3",
+    "inception_resnet_v2",
+    "densenet121",
+    "nasnet_mobile",
+    "mobilenet.a025_224",
+    "mobilenet_v2.a035_96",
+    "mobilenet_v3_small.a100",
+    "mobilenet_v3_large.minimalistic",
+    "efficientnet_b0",
+    "efficientnet_v2_b0",
+    "efficientnet_v2_s",
+    "convnext_tiny",
+)
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--sweep",
+        choices=("fast", "full"),
+        default=os.environ.get("ZOO_TRANSFER_SWEEP", "fast"),
+        help="registry verification over a fast subset (default) or every card (full)",
+    )
+
+
+def pytest_generate_tests(metafunc):
+    if "card_name" in metafunc.fixturenames:
+        from zoo_transfer.registry import REGISTRY
+
+        if metafunc.config.getoption("--sweep") == "full":
+            names = REGISTRY.names()
+        else:
+            names = [REGISTRY.resolve(n) for n in FAST_SWEEP]
+        metafunc.parametrize("card_name", names)
+
+
+def shared_data_dir() -> Path | None:
+    """`$ZOO_TRANSFER_TEST_DATA`, else `../shared/data` beside the repository."""
+    env = os.environ.get("ZOO_TRANSFER_TEST_DATA")
+    path = Path(env) if env else ROOT.parent / "shared" / "data"
+    return path if path.is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    path = shared_data_dir()
+    if path is None:
+        pytest.skip(
+            "real test data not found: set ZOO_TRANSFER_TEST_DATA or place shared/data "
+            "beside the repository (.ci/run refuses to run without it)"
+        )
+    return path
+
+
+def shift_auto_names() -> None:
+    """Bump Keras' auto-naming counters, as building other models first would.
+
+    A card that stored an auto-generated name (`activation_17`) would then fail to
+    resolve in the model built next: the test proves names survive any prior builds.
+    """
+    import keras
+
+    for attr in dir(keras.layers):
+        cls = getattr(keras.layers, attr)
+        if not isinstance(cls, type) or not issubclass(cls, keras.layers.Layer):
+            continue
+        for args in ((), (1,), (1, 1)):
+            try:
+                cls(*args)
+                break
+            except Exception:
+                continue
+
+
+@pytest.fixture
+def fresh_keras():
+    """A cleared Keras session whose auto-name counters are no longer at zero."""
+    import keras
+
+    keras.backend.clear_session()
+    shift_auto_names()
+    yield keras
+    keras.backend.clear_session()

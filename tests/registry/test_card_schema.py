@@ -1,0 +1,107 @@
+"""Malformed cards fail on load with an error naming the file, the card and the field."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from zoo_transfer import CardValidationError
+from zoo_transfer.registry import get_card, load_family_file
+
+
+def _family(**card_changes):
+    card = get_card("resnet50").to_dict()
+    card.pop("name")
+    card.pop("family")
+    for key, value in card_changes.items():
+        if value is None:
+            card.pop(key)
+        else:
+            card[key] = value
+    return json.dumps({"family": "resnet", "cards": [card]})
+
+
+def test_good_family_file_loads():
+    (card,) = load_family_file(_family(), "cards/resnet.json")
+    assert card == get_card("resnet50")
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "words"),
+    [
+        ({"params": "25M"}, "params", "integer"),
+        ({"input_size": [224, 224]}, "input_size", "3"),
+        ({"feature_layer": None}, "feature_layer", "is missing"),
+        ({"feature_layer": "conv4_block6_out"}, "feature_layer", "last stage"),
+        (
+            {"stages": [{"name": "stage1", "layer": "x", "stride": 8, "shape": [1, 1, 1]}]},
+            "stages[0].stride",
+            "stride 4",
+        ),
+        (
+            {
+                "stages": [
+                    {"name": "stage2", "layer": "x", "stride": 8, "shape": [1, 1, 1]},
+                    {"name": "stem", "layer": "y", "stride": 2, "shape": [1, 1, 1]},
+                ]
+            },
+            "stages[1].name",
+            "out of order",
+        ),
+        (
+            {
+                "preprocessing": {
+                    "mode": "caffee",
+                    "channel_order": "BGR",
+                    "scale": 1,
+                    "mean": [0, 0, 0],
+                    "std": [1, 1, 1],
+                }
+            },
+            "preprocessing.mode",
+            "caffe, tf, torch, builtin",
+        ),
+        (
+            {
+                "preprocessing": {
+                    "mode": "tf",
+                    "channel_order": "RGB",
+                    "scale": 1,
+                    "mean": [0, 0, 0],
+                    "std": [1, 0, 1],
+                }
+            },
+            "preprocessing.std",
+            "positive",
+        ),
+        (
+            {"weights_top": {"file": "w.h5", "url": "ftp://x", "hash": None}},
+            "weights_top.url",
+            "https?",
+        ),
+        (
+            {"weights_top": {"file": "w.h5", "url": "https://x/w.h5", "hash": "abc"}},
+            "weights_top.hash",
+            "md5 or sha256",
+        ),
+        ({"licence": "MIT"}, "licence", "unknown field"),
+        ({"arch": "Res Net"}, "arch", "does not match"),
+        ({"params_no_top": 99999999999}, "params_no_top", "more than params"),
+    ],
+)
+def test_malformed_card_names_file_card_and_field(changes, field, words):
+    with pytest.raises(CardValidationError) as info:
+        load_family_file(_family(**changes), "cards/resnet.json")
+    message = str(info.value)
+    assert message.startswith("cards/resnet.json")
+    assert f"field {field!r}" in message
+    assert words in message
+    assert info.value.field == field
+
+
+def test_malformed_file_names_the_file():
+    with pytest.raises(CardValidationError, match="my.json.*invalid JSON"):
+        load_family_file("{not json", "my.json")
+    with pytest.raises(CardValidationError, match="my.json.*'cards'"):
+        load_family_file(json.dumps({"family": "x", "cards": []}), "my.json")

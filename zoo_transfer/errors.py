@@ -1,0 +1,59 @@
+"""Exception classes raised by zoo-transfer.
+
+Every error names the bad value and says how to fix it. They all derive from
+`ZooTransferError`, so `except zoo_transfer.ZooTransferError` catches any of them.
+"""
+
+from __future__ import annotations
+
+
+class ZooTransferError(Exception):
+    """Base class of every error that zoo-transfer raises on purpose."""
+
+
+class UnknownModelError(ZooTransferError, KeyError):
+    """A model name that no card in the registry answers to.
+
+    `suggestions` holds the closest registered names, best first.
+    """
+
+    def __init__(self, name: str, suggestions: list[str] | tuple[str, ...] = ()):
+        self.name = name
+        self.suggestions = tuple(suggestions)
+        msg = f"Unknown model {name!r}."
+        if self.suggestions:
+            msg += " Did you mean: " + ", ".join(self.suggestions) + "?"
+        msg += " Run `zoo-transfer list` to see every registered model."
+        super().__init__(msg)
+
+    def __str__(self) -> str:  # KeyError would repr() the message otherwise
+        return self.args[0]
+
+
+class CardValidationError(ZooTransferError, ValueError):
+    """A model card that does not match the card schema.
+
+    The message names the file (or other source), the card and the field.
+    """
+
+    def __init__(self, source: str, card: str | None, field: str, problem: str):
+        self.source = source
+        self.card = card
+        self.field = field
+        where = f"{source}: card {card!r}" if card else source
+        super().__init__(f"{where}: field {field!r}: {problem}")
+
+
+class DuplicateModelError(ZooTransferError, ValueError):
+    """`register_model` was given a name that is already registered."""
+
+    def __init__(self, name: str):
+        self.name = name
+        super().__init__(
+            f"A model named {name!r} is already registered. Pass `override=True` to "
+            "replace it, or give your card another `arch` or `tag`."
+        )
+
+
+class PluginWarning(UserWarning):
+    """A plugin of the `zoo_transfer.models` entry-point group failed to load."""
