@@ -155,6 +155,9 @@ class Card:
     def name(self) -> str:
         return f"{self.arch}.{self.tag}"
 
+    def __hash__(self) -> int:  # kwargs is a dict, so hash by the unique name
+        return hash(self.name)
+
     @property
     def stage_names(self) -> tuple[str, ...]:
         return tuple(s.name for s in self.stages)
@@ -219,6 +222,14 @@ class _Checker:
     def fail(self, fieldname: str, problem: str) -> None:
         raise CardValidationError(self.source, self.card, self.prefix + fieldname, problem)
 
+    def _present(self, d: Mapping, key: str, optional: bool) -> bool:
+        """Whether `key` has a value; a missing required field fails here."""
+        if d.get(key) is not None:
+            return True
+        if not optional:
+            self.fail(key, "is missing")
+        return False
+
     def str_(
         self,
         d: Mapping,
@@ -228,10 +239,8 @@ class _Checker:
         choices: Sequence[str] | None = None,
         optional: bool = False,
     ) -> Any:
-        if key not in d or d[key] is None:
-            if optional:
-                return None
-            self.fail(key, "is missing")
+        if not self._present(d, key, optional):
+            return None
         v = d[key]
         if not isinstance(v, str) or not v:
             self.fail(key, f"expected a non-empty string, got {v!r}")
@@ -250,10 +259,8 @@ class _Checker:
         optional: bool = False,
         default: int | None = None,
     ) -> Any:
-        if key not in d or d[key] is None:
-            if optional:
-                return default
-            self.fail(key, "is missing")
+        if not self._present(d, key, optional):
+            return default
         v = d[key]
         if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
             self.fail(key, f"expected an integer >= {minimum}, got {v!r}")
@@ -269,10 +276,8 @@ class _Checker:
         default: float | None = None,
         maximum: float | None = None,
     ) -> Any:
-        if key not in d or d[key] is None:
-            if optional:
-                return default
-            self.fail(key, "is missing")
+        if not self._present(d, key, optional):
+            return default
         v = d[key]
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
             self.fail(key, f"expected a number, got {v!r}")
@@ -299,10 +304,8 @@ class _Checker:
         return tuple(kind(e) for e in v)
 
     def mapping(self, d: Mapping, key: str, *, optional: bool = False) -> Any:
-        if key not in d or d[key] is None:
-            if optional:
-                return None
-            self.fail(key, "is missing")
+        if not self._present(d, key, optional):
+            return None
         v = d[key]
         if not isinstance(v, Mapping):
             self.fail(key, f"expected an object, got {type(v).__name__}")

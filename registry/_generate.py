@@ -93,6 +93,16 @@ _MOBILENET_V2_TOP = {
     )
 }
 
+# keras.applications.mobilenet_v3 docstring: top-1 of each published checkpoint.
+_MOBILENET_V3 = (
+    ("Large", "a100", 1.0, False, 0.756),
+    ("Large", "a075", 0.75, False, 0.733),
+    ("Large", "minimalistic", 1.0, True, 0.723),
+    ("Small", "a100", 1.0, False, 0.681),
+    ("Small", "a075", 0.75, False, 0.654),
+    ("Small", "minimalistic", 1.0, True, 0.619),
+)
+
 
 def _m(arch: str, ctor: str, top: tuple[float, float] | None = None, **extra: Any) -> dict:
     return {"arch": arch, "constructor": ctor, "top": top, **extra}
@@ -241,47 +251,13 @@ FAMILIES: dict[str, dict[str, Any]] = {
         ],
         "models": [
             _m(
-                "mobilenet_v3_large",
-                "MobileNetV3Large",
-                (0.756, None),
-                tag="a100",
-                kwargs={"alpha": 1.0, "minimalistic": False},
-            ),
-            _m(
-                "mobilenet_v3_large",
-                "MobileNetV3Large",
-                (0.733, None),
-                tag="a075",
-                kwargs={"alpha": 0.75, "minimalistic": False},
-            ),
-            _m(
-                "mobilenet_v3_large",
-                "MobileNetV3Large",
-                (0.723, None),
-                tag="minimalistic",
-                kwargs={"alpha": 1.0, "minimalistic": True},
-            ),
-            _m(
-                "mobilenet_v3_small",
-                "MobileNetV3Small",
-                (0.681, None),
-                tag="a100",
-                kwargs={"alpha": 1.0, "minimalistic": False},
-            ),
-            _m(
-                "mobilenet_v3_small",
-                "MobileNetV3Small",
-                (0.654, None),
-                tag="a075",
-                kwargs={"alpha": 0.75, "minimalistic": False},
-            ),
-            _m(
-                "mobilenet_v3_small",
-                "MobileNetV3Small",
-                (0.619, None),
-                tag="minimalistic",
-                kwargs={"alpha": 1.0, "minimalistic": True},
-            ),
+                f"mobilenet_v3_{size.lower()}",
+                f"MobileNetV3{size}",
+                (top1, None),
+                tag=tag,
+                kwargs={"alpha": alpha, "minimalistic": minimal},
+            )
+            for size, tag, alpha, minimal, top1 in _MOBILENET_V3
         ],
         "accuracy_source": MOBILENET_V3_DOC,
         "size": 224,

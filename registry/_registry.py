@@ -15,6 +15,7 @@ import threading
 import warnings
 from collections.abc import Iterable, Mapping
 from importlib import metadata, resources
+from pathlib import Path
 from typing import Any
 
 from zoo_transfer.errors import (
@@ -67,7 +68,8 @@ def load_family_file(text: str, source: str) -> list[Card]:
 class Registry:
     """A set of cards with name resolution. The package keeps one: `REGISTRY`."""
 
-    def __init__(self, *, builtin: bool = True, plugins: bool = True):
+    def __init__(self, *, builtin: bool = True, plugins: bool = True, cards_dir: str | None = None):
+        self._cards_dir = cards_dir
         self._cards: dict[str, Card] = {}
         self._default_tag: dict[str, str] = {}
         self._keys: dict[str, str] = {}  # normalised arch or alias -> arch
@@ -90,10 +92,13 @@ class Registry:
                 self._load_plugins()
 
     def _load_builtin(self) -> None:
-        folder = resources.files(__package__).joinpath("cards")
+        if self._cards_dir is not None:
+            folder, label = Path(self._cards_dir), str(self._cards_dir)
+        else:
+            folder, label = resources.files(__package__).joinpath("cards"), "registry/cards"
         for entry in sorted(folder.iterdir(), key=lambda p: p.name):
             if entry.name.endswith(".json"):
-                source = f"registry/cards/{entry.name}"
+                source = f"{label}/{entry.name}"
                 for card in load_family_file(entry.read_text(encoding="utf-8"), source):
                     self._add(card, override=False)
 

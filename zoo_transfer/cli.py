@@ -119,8 +119,15 @@ def info_cmd(name: str, fmt: str) -> None:
         ),
         ("  as RGB 0-1", f"mean={_fmt3(p.mean_rgb01)} std={_fmt3(p.std_rgb01)}"),
         ("  resize", f"{p.interpolation}, crop_pct={p.crop_pct}"),
+        (
+            "  keras function",
+            f"keras.applications.{card.preprocess_module}.preprocess_input"
+            if card.preprocess_module
+            else "-",
+        ),
         ("feature layer", card.feature_layer),
         ("head layers", ", ".join(card.head_layers) or "-"),
+        ("classes", str(card.num_classes)),
         ("params", f"{card.params:,} ({card.params_no_top:,} without top)"),
         (
             "top-1 / top-5",

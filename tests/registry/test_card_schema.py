@@ -105,3 +105,19 @@ def test_malformed_file_names_the_file():
         load_family_file("{not json", "my.json")
     with pytest.raises(CardValidationError, match="my.json.*'cards'"):
         load_family_file(json.dumps({"family": "x", "cards": []}), "my.json")
+
+
+def test_registry_with_a_malformed_card_file_names_it(tmp_path):
+    from zoo_transfer.registry import Registry
+
+    (tmp_path / "good.json").write_text(_family())
+    (tmp_path / "zzz_bad.json").write_text(_family(stages=[]))
+    registry = Registry(plugins=False, cards_dir=str(tmp_path))
+    with pytest.raises(CardValidationError) as info:
+        registry.names()
+    assert "zzz_bad.json" in str(info.value) and info.value.field == "stages"
+
+
+def test_cards_are_hashable_and_compare_by_value():
+    card = get_card("resnet50")
+    assert {card: 1}[get_card("ResNet50")] == 1
