@@ -3,6 +3,17 @@
 Installed as `zoo_transfer.recipes`. Keras is imported lazily, on first use.
 """
 
+from ._build import build, feature_extractor, normalization_layer
 from ._keras_apps import constructor, instantiate, resolve_tap
+from ._tfjs import TeachableMachineModel, load_teachable_machine
 
-__all__ = ["constructor", "instantiate", "resolve_tap"]
+__all__ = [
+    "TeachableMachineModel",
+    "build",
+    "constructor",
+    "feature_extractor",
+    "instantiate",
+    "load_teachable_machine",
+    "normalization_layer",
+    "resolve_tap",
+]

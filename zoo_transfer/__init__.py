@@ -11,25 +11,52 @@ card = zoo_transfer.get_card("resnet50")
 """
 
 from zoo_transfer.errors import (
+    BuildArgumentError,
     CardValidationError,
     DuplicateModelError,
     PluginWarning,
     UnknownModelError,
+    WeightsCorruptError,
+    WeightsMismatchError,
+    WeightsUnavailableError,
     ZooTransferError,
 )
 from zoo_transfer.registry import Card, get_card, list_models, register_model
 
 __version__ = "0.1.0"
 
+# Keras-backed API, imported on first use so `import zoo_transfer` stays light.
+_LAZY = {
+    "build": "zoo_transfer.recipes",
+    "feature_extractor": "zoo_transfer.recipes",
+    "load_teachable_machine": "zoo_transfer.recipes",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'zoo_transfer' has no attribute {name!r}")
+
+
 __all__ = [
+    "BuildArgumentError",
     "Card",
     "CardValidationError",
     "DuplicateModelError",
     "PluginWarning",
     "UnknownModelError",
+    "WeightsCorruptError",
+    "WeightsMismatchError",
+    "WeightsUnavailableError",
     "ZooTransferError",
     "__version__",
+    "build",
+    "feature_extractor",
     "get_card",
     "list_models",
+    "load_teachable_machine",
     "register_model",
 ]

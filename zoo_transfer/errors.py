@@ -57,3 +57,22 @@ class DuplicateModelError(ZooTransferError, ValueError):
 
 class PluginWarning(UserWarning):
     """A plugin of the `zoo_transfer.models` entry-point group failed to load."""
+
+
+class BuildArgumentError(ZooTransferError, ValueError):
+    """An argument to `build` (or a recipe) that cannot work for the chosen model."""
+
+
+class WeightsUnavailableError(ZooTransferError, OSError):
+    """Pretrained weights are neither in the cache nor downloadable (e.g. offline)."""
+
+
+class WeightsCorruptError(ZooTransferError, ValueError):
+    """A weights file that is truncated, unreadable or fails its hash check.
+
+    The file is left where it is; zoo-transfer never deletes a user's file.
+    """
+
+
+class WeightsMismatchError(ZooTransferError, ValueError):
+    """A weights file that does not fit the architecture; the message lists the layers."""

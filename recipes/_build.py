@@ -1,0 +1,474 @@
+"""`build` and `feature_extractor`: a card becomes a ready-to-train Keras model.
+
+The model takes raw RGB pixels (0-255). The card's normalisation runs inside it (a
+frozen core `Dense` on the channel axis, so `.keras` files load anywhere without this
+package), then the backbone (a nested model named after the card, cut at a stage,
+frozen, called in inference mode so BatchNorm statistics never move), then the head,
+whose layers are named `head_*`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from zoo_transfer.errors import BuildArgumentError, WeightsMismatchError
+from zoo_transfer.registry import Card, get_card
+
+from ._keras_apps import instantiate, resolve_tap
+from ._weights import (
+    NamedWeights,
+    assign_by_name,
+    imagenet_weights_file,
+    read_legacy_h5,
+)
+
+POOLINGS = ("avg", "max", "flatten")
+
+
+# ------------------------------------------------------------------ validation
+def _check_num_classes(num_classes: Any) -> None:
+    if num_classes is None:
+        return
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise BuildArgumentError(
+            "Expected `num_classes` to be a positive int (1 gives a sigmoid output) or None "
+            f"(keep the pretrained classifier). Received: num_classes={num_classes!r}"
+        )
+
+
+def _check_input_shape(card: Card, input_shape: Any) -> tuple:
+    if input_shape is None:
+        return tuple(card.input_size)
+    shape = tuple(input_shape)
+    if len(shape) != 3:
+        raise BuildArgumentError(
+            f"Expected `input_shape` as (height, width, 3). Received: input_shape={input_shape!r}"
+        )
+    if shape[2] != 3:
+        raise BuildArgumentError(
+            f"{card.name} takes RGB images, but input_shape={shape} has {shape[2]} channel(s). "
+            "Convert grayscale to RGB first (e.g. `np.repeat(x, 3, axis=-1)` or "
+            "`tf.image.grayscale_to_rgb`; zoo_transfer.data does it for you) and drop alpha."
+        )
+    low = card.min_input_size[0]
+    for dim in shape[:2]:
+        if dim is not None and dim < low:
+            raise BuildArgumentError(
+                f"{card.name} needs inputs of at least {low}x{low} pixels. Received: "
+                f"input_shape={shape}. Upsample the images or pick another model."
+            )
+    return shape
+
+
+def _cut_ref(card: Card, cut: Any) -> str:
+    """The layer reference for `cut`: a stage name, a stage index, or a layer name."""
+    if cut is None:
+        return card.feature_layer
+    if isinstance(cut, int) and not isinstance(cut, bool):
+        try:
+            return card.stages[cut].layer
+        except IndexError:
+            pass
+    elif isinstance(cut, str):
+        if cut in card.stage_names:
+            return card.stage(cut).layer
+        return cut  # a layer name; resolved against the model below
+    raise BuildArgumentError(
+        f"Unknown cut {cut!r} for {card.name}. Use a stage name "
+        f"({', '.join(card.stage_names)}), a stage index (0-{len(card.stages) - 1}), or a "
+        "Keras layer name."
+    )
+
+
+# ------------------------------------------------------------------ pieces
+def normalization_layer(card: Card, name: str = "preprocess") -> Any:
+    """A frozen `Dense(3)` on the channel axis computing the card's normalisation.
+
+    `y[c] = (x[order[c]] * scale - mean[c]) / std[c]` is linear, so one core layer
+    expresses every mode (channel swap included) and `.keras` files need no custom
+    class. It runs in float32 even under mixed precision.
+    """
+    import keras
+
+    p = card.preprocessing
+    kernel = np.zeros((3, 3), "float32")
+    for c in range(3):
+        src = 2 - c if p.channel_order == "BGR" else c
+        kernel[src, c] = p.scale / p.std[c]
+    bias = -np.asarray(p.mean, "float32") / np.asarray(p.std, "float32")
+    layer = keras.layers.Dense(3, trainable=False, dtype="float32", name=name)
+    layer.build((None, 3))
+    layer.set_weights([kernel, bias.astype("float32")])
+    return layer
+
+
+def pool_layer(pooling: str | None) -> Any:
+    import keras
+
+    if pooling == "avg":
+        return keras.layers.GlobalAveragePooling2D(name="head_pool")
+    if pooling == "max":
+        return keras.layers.GlobalMaxPooling2D(name="head_pool")
+    if pooling == "flatten":
+        return keras.layers.Flatten(name="head_flatten")
+    raise BuildArgumentError(f"Expected `pooling` in {POOLINGS}. Received: pooling={pooling!r}")
+
+
+def new_head(
+    num_classes: int,
+    *,
+    pooling: str = "avg",
+    hidden: Sequence[int] = (),
+    dropout: float = 0.0,
+    classifier_activation: str | None = "softmax",
+) -> list[Any]:
+    """Pooling, optional hidden Dense layers and dropout, then `Dense(num_classes)`."""
+    import keras
+
+    if not 0.0 <= float(dropout) < 1.0:
+        raise BuildArgumentError(f"Expected 0 <= `dropout` < 1. Received: dropout={dropout!r}")
+    layers = [pool_layer(pooling)]
+    for i, units in enumerate(hidden, start=1):
+        if isinstance(units, bool) or not isinstance(units, int) or units < 1:
+            raise BuildArgumentError(
+                f"Expected `head` to be a list of positive layer widths. Received: {hidden!r}"
+            )
+        layers.append(keras.layers.Dense(units, activation="relu", name=f"head_dense_{i}"))
+    if dropout:
+        layers.append(keras.layers.Dropout(dropout, name="head_dropout"))
+    layers.append(keras.layers.Dense(num_classes, name="head_logits"))
+    if num_classes == 1 and classifier_activation == "softmax":
+        classifier_activation = "sigmoid"
+    layers.append(
+        keras.layers.Activation(
+            classifier_activation or "linear", dtype="float32", name="head_output"
+        )
+    )
+    return layers
+
+
+# ------------------------------------------------------------------ weights
+def _weights_kind(weights: Any) -> str:
+    if weights is None:
+        return "none"
+    if isinstance(weights, dict):
+        return "named"
+    if weights == "imagenet":
+        return "imagenet"
+    if isinstance(weights, (str, Path)):
+        path = Path(weights)
+        if path.is_dir() and (path / "model.json").is_file():
+            return "tfjs"
+        if path.is_file():
+            return "file"
+    raise BuildArgumentError(
+        f"`weights` must be 'imagenet', None, a Keras weights file (.h5, .weights.h5) or a "
+        f"TensorFlow.js folder with model.json. Received: weights={weights!r}, which "
+        "does not exist."
+    )
+
+
+def _named_from_model(model: Any) -> NamedWeights:
+    from ._weights import _weighted_layers
+
+    return {
+        layer.name: [(v.name, np.asarray(v.numpy())) for v in layer.weights]
+        for layer in _weighted_layers(model)
+    }
+
+
+def _named_from_keras3_file(card: Card, path: Path) -> NamedWeights:
+    """Load a position-keyed `.weights.h5` into the architecture that wrote it."""
+    errors = []
+    for include_top in (True, False):
+        source = instantiate(card, include_top=include_top, weights=None)
+        try:
+            source.load_weights(str(path))
+            return _named_from_model(source)
+        except Exception as exc:  # Keras raises ValueError or KeyError on a mismatch
+            errors.append(f"{'with' if include_top else 'without'} top: {exc}")
+    raise WeightsMismatchError(
+        f"{path} does not load into {card.name} (Keras 3 .weights.h5 files are keyed by "
+        f"layer position, so the architecture must be the one that wrote it): "
+        + " | ".join(e[:300] for e in errors)
+    )
+
+
+def backbone_model(
+    card: Card, *, include_top: bool, weights: Any, input_shape: tuple, **kwargs: Any
+) -> Any:
+    """The card's Keras network at `input_shape`, with `weights` loaded by layer name."""
+    kind = _weights_kind(weights)
+    same_size = tuple(input_shape) == tuple(card.input_size)
+    if kind == "imagenet" and same_size:
+        imagenet_weights_file(card, include_top)  # cache + hash check, fails fast offline
+        return instantiate(
+            card, include_top=include_top, weights="imagenet", input_shape=input_shape, **kwargs
+        )
+    model = instantiate(
+        card, include_top=include_top, weights=None, input_shape=input_shape, **kwargs
+    )
+    if kind == "none":
+        return model
+    if kind == "imagenet":
+        source = backbone_model(
+            card, include_top=include_top, weights="imagenet", input_shape=card.input_size, **kwargs
+        )
+        named, label = _named_from_model(source), f"ImageNet weights of {card.name}"
+    elif kind == "named":
+        named, label = weights, "the given weights"
+    elif kind == "tfjs":
+        from ._tfjs import read_tfjs_weights
+
+        named, label = read_tfjs_weights(Path(weights)), f"TF.js folder {weights}"
+    else:
+        path = Path(weights)
+        named = read_legacy_h5(path)
+        if named is None:
+            named = _named_from_keras3_file(card, path)
+        label = str(path)
+    assign_by_name(model, named, source=label)
+    return model
+
+
+def _supports(card: Card, kwarg: str) -> bool:
+    from ._keras_apps import constructor
+
+    try:
+        return kwarg in inspect.signature(constructor(card)).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+# ------------------------------------------------------------------ freezing
+def _ancestors(tensor: Any) -> set[int]:
+    """ids of the operations that `tensor` depends on (itself included)."""
+    seen: set[int] = set()
+    stack = [tensor]
+    while stack:
+        t = stack.pop()
+        history = getattr(t, "_keras_history", None)
+        if history is None:
+            continue
+        op, node_index, _ = history
+        if id(op) in seen:
+            continue
+        seen.add(id(op))
+        stack.extend(op._inbound_nodes[node_index].input_tensors)
+    return seen
+
+
+def _freeze(backbone: Any, card: Card, trainable_from: Any) -> None:
+    """Freeze the backbone; with `trainable_from`, leave that stage and later trainable."""
+    if trainable_from is None:
+        backbone.trainable = False
+        return
+    if isinstance(trainable_from, int) and not isinstance(trainable_from, bool):
+        if not -len(card.stages) <= trainable_from < len(card.stages):
+            raise BuildArgumentError(
+                f"`trainable_from` index {trainable_from} is out of range for {card.name} "
+                f"({len(card.stages)} stages: {', '.join(card.stage_names)})."
+            )
+        trainable_from = card.stages[trainable_from].name
+    if trainable_from in card.stage_names:
+        i = card.stage_names.index(trainable_from)
+        frozen_end = card.stages[i - 1].layer if i > 0 else None
+        frozen = _ancestors(resolve_tap(backbone, frozen_end)) if frozen_end else set()
+    else:
+        try:
+            layer = backbone.get_layer(trainable_from)
+        except ValueError:
+            raise BuildArgumentError(
+                f"Unknown `trainable_from` {trainable_from!r} for {card.name}: use a stage "
+                f"({', '.join(card.stage_names)}), a stage index, or a layer of the backbone."
+            ) from None
+        frozen = set()
+        for t in layer._inbound_nodes[0].input_tensors:
+            frozen |= _ancestors(t)
+    backbone.trainable = True
+    for layer in backbone.layers:
+        layer.trainable = id(layer) not in frozen
+
+
+# ------------------------------------------------------------------ assembly
+def assemble(
+    card: Card,
+    *,
+    weights: Any,
+    input_shape: tuple,
+    head_layers: list[Any] | None,
+    cut: Any = None,
+    trainable_from: Any = None,
+    include_preprocessing: bool = True,
+    name: str | None = None,
+) -> Any:
+    """Normalisation -> backbone (cut, frozen) -> `head_layers` (None: keep the top)."""
+    import keras
+
+    keep_top = head_layers is None
+    kwargs: dict[str, Any] = {}
+    builtin = card.preprocessing.mode == "builtin"
+    if builtin and not include_preprocessing:
+        if not _supports(card, "include_preprocessing"):
+            raise BuildArgumentError(
+                f"{card.name} normalises inside the network and Keras offers no way to turn "
+                "that off: feed raw 0-255 RGB and keep include_preprocessing=True."
+            )
+        kwargs["include_preprocessing"] = False
+    full = backbone_model(
+        card, include_top=keep_top, weights=weights, input_shape=input_shape, **kwargs
+    )
+    if keep_top:
+        backbone = keras.Model(full.input, full.output, name=card.arch)
+    else:
+        ref = _cut_ref(card, cut)
+        try:
+            tap = resolve_tap(full, ref)
+        except ValueError as exc:
+            raise BuildArgumentError(
+                f"Unknown cut {cut!r} for {card.name}: {exc} Stages: {', '.join(card.stage_names)}."
+            ) from None
+        backbone = keras.Model(full.input, tap, name=card.arch)
+    _freeze(backbone, card, trainable_from)
+
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = inputs
+    if include_preprocessing and not builtin:
+        x = normalization_layer(card)(x)
+    x = backbone(x, training=False)
+    if keep_top:
+        if keras.config.dtype_policy().compute_dtype != "float32":
+            x = keras.layers.Activation("linear", dtype="float32", name="head_output")(x)
+    else:
+        if (
+            len(x.shape) == 2
+            and head_layers
+            and head_layers[0].name in ("head_pool", "head_flatten")
+        ):
+            head_layers = head_layers[1:]  # the cut is already pooled
+        for layer in head_layers:
+            x = layer(x)
+    return keras.Model(inputs, x, name=name or f"{card.arch}_transfer")
+
+
+def build(
+    name: str,
+    num_classes: int | None = None,
+    *,
+    cut: str | int | None = None,
+    trainable_from: str | int | None = None,
+    head: Sequence[int] = (),
+    dropout: float = 0.0,
+    pooling: str = "avg",
+    weights: Any = "imagenet",
+    input_shape: tuple[int | None, int | None, int] | None = None,
+    include_preprocessing: bool = True,
+    classifier_activation: str | None = "softmax",
+    model_name: str | None = None,
+) -> Any:
+    """Build a transfer-learning model from the zoo in one call.
+
+    Args:
+        name: a registry name (`"resnet50"`, `"mobilenet_v2.a035_96"`, `"ResNet50"`).
+        num_classes: `None` keeps the pretrained ImageNet classifier; an int adds a new
+            head (`1` gives a sigmoid).
+        cut: where the backbone ends: a stage (`"stage3"`), a stage index, or a Keras
+            layer name. Defaults to the card's feature layer.
+        trainable_from: `None` freezes the whole backbone; a stage (or index, or layer
+            name) leaves it and everything after trainable. BatchNorm always runs in
+            inference mode: its moving statistics never change during `fit`.
+        head: widths of hidden `Dense` layers between pooling and the classifier.
+        dropout: dropout rate before the classifier.
+        pooling: `"avg"`, `"max"` or `"flatten"`.
+        weights: `"imagenet"` (Keras' cache, hash checked), a `.h5`/`.weights.h5` file,
+            a TensorFlow.js folder, or `None`.
+        input_shape: `(H, W, 3)`; defaults to the card's size; `(None, None, 3)` takes
+            any size the architecture accepts.
+        include_preprocessing: run the card's normalisation inside the model (the model
+            then takes raw RGB 0-255). `False` if you normalise yourself.
+        classifier_activation: final activation (Keras' convention), `None` for logits.
+        model_name: name of the returned model (default `<arch>_transfer`).
+
+    ```python
+    model = zoo_transfer.build("resnet50", num_classes=5)
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(images_0_255, labels, epochs=3)
+    ```
+    """
+    card = get_card(name)
+    _check_num_classes(num_classes)
+    shape = _check_input_shape(card, input_shape)
+    if num_classes is None:
+        if cut is not None:
+            raise BuildArgumentError(
+                f"`cut={cut!r}` drops the pretrained classifier, so it needs `num_classes`. "
+                "Pass num_classes=N for a new head, or use zoo_transfer.feature_extractor."
+            )
+        head_layers = None
+    else:
+        head_layers = new_head(
+            num_classes,
+            pooling=pooling,
+            hidden=head,
+            dropout=dropout,
+            classifier_activation=classifier_activation,
+        )
+    return assemble(
+        card,
+        weights=weights,
+        input_shape=shape,
+        head_layers=head_layers,
+        cut=cut,
+        trainable_from=trainable_from,
+        include_preprocessing=include_preprocessing,
+        name=model_name,
+    )
+
+
+def feature_extractor(
+    name: str,
+    cuts: Sequence[str | int] = ("stage2", "stage3", "stage4"),
+    *,
+    weights: Any = "imagenet",
+    input_shape: tuple[int | None, int | None, int] | None = None,
+    include_preprocessing: bool = True,
+    trainable: bool = False,
+) -> Any:
+    """A model whose outputs are the backbone's features at `cuts`, like timm's `features_only`.
+
+    Outputs are a dict keyed by the cut names; the input is raw RGB 0-255.
+
+    ```python
+    fx = zoo_transfer.feature_extractor("resnet50", cuts=["stage3", "stage4"], weights=None)
+    fx(images)["stage4"].shape   # (batch, 7, 7, 2048)
+    ```
+    """
+    import keras
+
+    card = get_card(name)
+    shape = _check_input_shape(card, input_shape)
+    if not cuts:
+        raise BuildArgumentError("Expected at least one cut, e.g. cuts=['stage4'].")
+    kwargs: dict[str, Any] = {}
+    builtin = card.preprocessing.mode == "builtin"
+    if builtin and not include_preprocessing and _supports(card, "include_preprocessing"):
+        kwargs["include_preprocessing"] = False
+    full = backbone_model(card, include_top=False, weights=weights, input_shape=shape, **kwargs)
+    keys = [card.stages[c].name if isinstance(c, int) else str(c) for c in cuts]
+    taps = []
+    for c in cuts:
+        try:
+            taps.append(resolve_tap(full, _cut_ref(card, c)))
+        except ValueError as exc:
+            raise BuildArgumentError(f"Unknown cut {c!r} for {card.name}: {exc}") from None
+    backbone = keras.Model(full.input, taps, name=card.arch)
+    backbone.trainable = trainable
+    inputs = keras.Input(shape=shape, name="image")
+    x = normalization_layer(card)(inputs) if include_preprocessing and not builtin else inputs
+    outputs = backbone(x, training=False)
+    return keras.Model(inputs, dict(zip(keys, outputs, strict=True)), name=f"{card.arch}_features")

@@ -1,0 +1,229 @@
+"""Pretrained weights from every source a user has, loaded by layer name.
+
+Sources: `"imagenet"` (Keras' download cache, hash checked, fails fast offline), a
+Keras weights file (legacy `.h5` keyed by layer name, or Keras 3 `.weights.h5` keyed
+by position), a TensorFlow.js layers-format folder, or `None`. No function here ever
+deletes or rewrites a user's file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import threading
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import numpy as np
+
+from zoo_transfer.errors import (
+    WeightsCorruptError,
+    WeightsMismatchError,
+    WeightsUnavailableError,
+)
+from zoo_transfer.registry import Card, WeightsFile
+
+# Keras 2 / TF.js variable names that Keras 3 calls otherwise.
+_SYNONYMS = {"depthwise_kernel": "kernel"}
+
+NamedWeights = dict[str, list[tuple[str, np.ndarray]]]  # layer -> [(var, array)]
+
+
+# ------------------------------------------------------------------ ImageNet cache
+def keras_cache_dir() -> Path:
+    """Keras' cache root: `$KERAS_HOME`, else `~/.keras` (as `keras.utils.get_file`)."""
+    from keras.src.backend import config
+
+    return Path(os.path.expanduser(config.keras_home()))
+
+
+def file_digest(path: Path, algorithm: str) -> str:
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def verify_file(path: Path, expected_hash: str | None) -> None:
+    """Raise `WeightsCorruptError` when `path` fails its hash or is not a readable HDF5."""
+    if expected_hash:
+        algorithm = "sha256" if len(expected_hash) == 64 else "md5"
+        actual = file_digest(path, algorithm)
+        if actual != expected_hash:
+            raise WeightsCorruptError(
+                f"{path} fails its {algorithm} check (expected {expected_hash}, got {actual}): "
+                "the file is truncated or corrupt. It was left in place; move it aside and "
+                "run `zoo-transfer fetch` again, or pass a good file as `weights=`."
+            )
+    _check_h5(path)
+
+
+def _check_h5(path: Path) -> None:
+    import h5py
+
+    try:
+        with h5py.File(path, "r"):
+            pass
+    except OSError as exc:
+        raise WeightsCorruptError(
+            f"{path} is not a readable HDF5 weights file ({exc}); it may be truncated. "
+            "The file was left in place."
+        ) from None
+
+
+def _reachable(url: str, timeout: float = 4.0) -> bool:
+    """Whether a TCP connection to `url`'s host opens within `timeout` seconds.
+
+    DNS lookups can hang far longer than a socket timeout on a closed network, so the
+    probe runs in a daemon thread and is abandoned when the time is up.
+    """
+    parsed = urlparse(url)
+    host, port = parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80)
+    result: list[bool] = []
+
+    def probe() -> None:
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                result.append(True)
+        except OSError:
+            result.append(False)
+
+    t = threading.Thread(target=probe, daemon=True)
+    t.start()
+    t.join(timeout)
+    return bool(result and result[0])
+
+
+def imagenet_weights_file(card: Card, include_top: bool, *, download: bool = True) -> Path:
+    """Path of `card`'s Keras ImageNet weights in the cache, downloading if possible.
+
+    Raises `WeightsUnavailableError` (within seconds when offline) or
+    `WeightsCorruptError` for a cached file that fails its hash.
+    """
+    w: WeightsFile | None = card.weights_top if include_top else card.weights_no_top
+    if w is None:
+        raise WeightsUnavailableError(
+            f"{card.name} has no ImageNet weights {'with' if include_top else 'without'} "
+            "its top. Pass a weights file or weights=None."
+        )
+    cached = keras_cache_dir() / w.cache_subdir / w.file
+    if cached.exists():
+        verify_file(cached, w.hash)
+        return cached
+    how = (
+        f"Run `zoo-transfer fetch {card.name}` on a connected machine and copy "
+        f"{keras_cache_dir() / w.cache_subdir} here (or set KERAS_HOME), or pass a local "
+        "weights file as `weights=PATH`."
+    )
+    if not download or not _reachable(w.url):
+        raise WeightsUnavailableError(
+            f"ImageNet weights for {card.name} are not cached ({cached} does not exist) and "
+            f"{urlparse(w.url).hostname} cannot be reached. {how}"
+        )
+    import keras
+
+    try:
+        path = keras.utils.get_file(w.file, w.url, file_hash=w.hash, cache_subdir=w.cache_subdir)
+    except Exception as exc:
+        raise WeightsUnavailableError(f"Downloading {w.url} failed: {exc}. {how}") from exc
+    return Path(path)
+
+
+# ------------------------------------------------------------------ by-name loading
+def read_legacy_h5(path: Path) -> NamedWeights | None:
+    """Weights of a Keras 2 style `.h5` (layer-name keyed), or None for other layouts."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            root = f["model_weights"] if "model_weights" in f else f
+            if "layer_names" not in root.attrs:
+                return None
+            out: NamedWeights = {}
+            for raw in root.attrs["layer_names"]:
+                layer = raw.decode() if isinstance(raw, bytes) else str(raw)
+                group = root[layer]
+                names = [
+                    n.decode() if isinstance(n, bytes) else str(n)
+                    for n in group.attrs.get("weight_names", [])
+                ]
+                if names:
+                    out[layer] = [(_var_key(n), np.asarray(group[n])) for n in names]
+            return out
+    except OSError as exc:
+        raise WeightsCorruptError(f"{path} is not a readable HDF5 file ({exc}).") from None
+
+
+def _var_key(name: str) -> str:
+    """`conv1/kernel:0` or `model/conv1/kernel` -> `kernel`."""
+    key = name.split("/")[-1].split(":")[0]
+    return _SYNONYMS.get(key, key)
+
+
+def assign_by_name(
+    model: Any, weights: NamedWeights, *, source: str, require_all: bool = True
+) -> list[str]:
+    """Copy `weights` into the layers of `model` (nested models included) by layer name.
+
+    Variables are matched by name, else by order within the layer; every shape is
+    checked. Layers of the file that the model lacks (an old head) are ignored. Returns
+    the names of the layers loaded. Raises `WeightsMismatchError` listing the layers
+    that are missing from the file or whose shapes differ.
+    """
+    missing, mismatched, loaded = [], [], []
+    for layer in _weighted_layers(model):
+        variables = layer.weights
+        entry = weights.get(layer.name)
+        if entry is None:
+            missing.append(layer.name)
+            continue
+        arrays = _match_variables(variables, entry)
+        if arrays is None:
+            mismatched.append(
+                f"{layer.name}: model {[tuple(v.shape) for v in variables]} vs file "
+                f"{[tuple(a.shape) for _, a in entry]}"
+            )
+            continue
+        for v, a in zip(variables, arrays, strict=True):
+            v.assign(a.astype(v.dtype) if hasattr(a, "astype") else a)
+        loaded.append(layer.name)
+    problems = []
+    if mismatched:
+        problems.append("shapes differ: " + "; ".join(mismatched[:8]))
+    if missing and require_all:
+        problems.append("not in the file: " + ", ".join(missing[:12]))
+    if problems or not loaded:
+        raise WeightsMismatchError(
+            f"{source} does not fit {model.name!r}: "
+            + (" | ".join(problems) or "no layer name matches")
+            + f" ({len(loaded)} layers matched). Is it a file for another architecture "
+            "or width? Pick the card that wrote it."
+        )
+    return loaded
+
+
+def _weighted_layers(model: Any) -> list[Any]:
+    out = []
+    for layer in model.layers:
+        if hasattr(layer, "layers") and layer.layers:  # nested model
+            out.extend(_weighted_layers(layer))
+        elif layer.weights:
+            out.append(layer)
+    return out
+
+
+def _match_variables(variables: list[Any], entry: list[tuple[str, np.ndarray]]) -> Any:
+    if len(variables) != len(entry):
+        return None
+    by_name = dict(entry)
+    names = [_SYNONYMS.get(v.name, v.name) for v in variables]
+    if len(by_name) == len(entry) and all(n in by_name for n in names):
+        arrays = [by_name[n] for n in names]
+    else:
+        arrays = [a for _, a in entry]
+    if any(tuple(v.shape) != tuple(a.shape) for v, a in zip(variables, arrays, strict=True)):
+        return None
+    return arrays
