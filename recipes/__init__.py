@@ -5,15 +5,31 @@ Installed as `zoo_transfer.recipes`. Keras is imported lazily, on first use.
 
 from ._build import build, feature_extractor, normalization_layer
 from ._keras_apps import constructor, instantiate, resolve_tap
+from ._situations import (
+    RECIPES,
+    Plan,
+    large_different,
+    large_similar,
+    small_different,
+    small_similar,
+    suggest,
+)
 from ._tfjs import TeachableMachineModel, load_teachable_machine
 
 __all__ = [
+    "RECIPES",
+    "Plan",
     "TeachableMachineModel",
     "build",
     "constructor",
     "feature_extractor",
     "instantiate",
+    "large_different",
+    "large_similar",
     "load_teachable_machine",
     "normalization_layer",
     "resolve_tap",
+    "small_different",
+    "small_similar",
+    "suggest",
 ]

@@ -10,6 +10,7 @@ whose layers are named `head_*`.
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -188,7 +189,17 @@ def _named_from_keras3_file(card: Card, path: Path) -> NamedWeights:
     for include_top in (True, False):
         source = instantiate(card, include_top=include_top, weights=None)
         try:
-            source.load_weights(str(path))
+            # Keras skips some mismatched parts with only a warning: treat those as errors
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                source.load_weights(str(path))
+            skipped = [
+                str(w.message)
+                for w in caught
+                if "Skipping" in str(w.message) or "could not be loaded" in str(w.message)
+            ]
+            if skipped:
+                raise ValueError(f"{len(skipped)} parts skipped, e.g. {skipped[0][:200]}")
             return _named_from_model(source)
         except Exception as exc:  # Keras raises ValueError or KeyError on a mismatch
             errors.append(f"{'with' if include_top else 'without'} top: {exc}")
@@ -206,10 +217,17 @@ def backbone_model(
     kind = _weights_kind(weights)
     same_size = tuple(input_shape) == tuple(card.input_size)
     if kind == "imagenet" and same_size:
-        imagenet_weights_file(card, include_top)  # cache + hash check, fails fast offline
-        return instantiate(
-            card, include_top=include_top, weights="imagenet", input_shape=input_shape, **kwargs
-        )
+        from zoo_transfer.registry._probe import intercept_keras_weights
+
+        path = imagenet_weights_file(card, include_top)  # cached, hash checked, fast offline
+        with intercept_keras_weights(serve=str(path)):  # Keras' ImageNet build, this file
+            return instantiate(
+                card,
+                include_top=include_top,
+                weights="imagenet",
+                input_shape=input_shape,
+                **kwargs,
+            )
     model = instantiate(
         card, include_top=include_top, weights=None, input_shape=input_shape, **kwargs
     )

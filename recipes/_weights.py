@@ -33,7 +33,9 @@ NamedWeights = dict[str, list[tuple[str, np.ndarray]]]  # layer -> [(var, array)
 
 # ------------------------------------------------------------------ ImageNet cache
 def keras_cache_dir() -> Path:
-    """Keras' cache root: `$KERAS_HOME`, else `~/.keras` (as `keras.utils.get_file`)."""
+    """Keras' cache root: `$KERAS_HOME` (read now, not at import), else Keras' default."""
+    if os.environ.get("KERAS_HOME"):
+        return Path(os.path.expanduser(os.environ["KERAS_HOME"]))
     from keras.src.backend import config
 
     return Path(os.path.expanduser(config.keras_home()))
@@ -81,6 +83,8 @@ def _reachable(url: str, timeout: float = 4.0) -> bool:
     probe runs in a daemon thread and is abandoned when the time is up.
     """
     parsed = urlparse(url)
+    if parsed.scheme == "file":
+        return Path(parsed.path).exists()
     host, port = parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80)
     result: list[bool] = []
 
@@ -97,25 +101,29 @@ def _reachable(url: str, timeout: float = 4.0) -> bool:
     return bool(result and result[0])
 
 
-def imagenet_weights_file(card: Card, include_top: bool, *, download: bool = True) -> Path:
+def imagenet_weights_file(
+    card: Card, include_top: bool, *, download: bool = True, cache_root: Path | None = None
+) -> Path:
     """Path of `card`'s Keras ImageNet weights in the cache, downloading if possible.
 
-    Raises `WeightsUnavailableError` (within seconds when offline) or
-    `WeightsCorruptError` for a cached file that fails its hash.
+    `cache_root` defaults to Keras' (`$KERAS_HOME` or `~/.keras`). Raises
+    `WeightsUnavailableError` (within seconds when offline) or `WeightsCorruptError` for
+    a cached file that fails its hash; that file is left in place.
     """
+    root = Path(cache_root) if cache_root is not None else keras_cache_dir()
     w: WeightsFile | None = card.weights_top if include_top else card.weights_no_top
     if w is None:
         raise WeightsUnavailableError(
             f"{card.name} has no ImageNet weights {'with' if include_top else 'without'} "
             "its top. Pass a weights file or weights=None."
         )
-    cached = keras_cache_dir() / w.cache_subdir / w.file
+    cached = root / w.cache_subdir / w.file
     if cached.exists():
         verify_file(cached, w.hash)
         return cached
     how = (
         f"Run `zoo-transfer fetch {card.name}` on a connected machine and copy "
-        f"{keras_cache_dir() / w.cache_subdir} here (or set KERAS_HOME), or pass a local "
+        f"{root / w.cache_subdir} here (or set KERAS_HOME), or pass a local "
         "weights file as `weights=PATH`."
     )
     if not download or not _reachable(w.url):
@@ -125,8 +133,11 @@ def imagenet_weights_file(card: Card, include_top: bool, *, download: bool = Tru
         )
     import keras
 
+    root.mkdir(parents=True, exist_ok=True)  # else Keras falls back to /tmp/.keras
     try:
-        path = keras.utils.get_file(w.file, w.url, file_hash=w.hash, cache_subdir=w.cache_subdir)
+        path = keras.utils.get_file(
+            w.file, w.url, file_hash=w.hash, cache_subdir=w.cache_subdir, cache_dir=str(root)
+        )
     except Exception as exc:
         raise WeightsUnavailableError(f"Downloading {w.url} failed: {exc}. {how}") from exc
     return Path(path)

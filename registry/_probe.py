@@ -24,12 +24,15 @@ class BuildRecord:
 
 
 @contextlib.contextmanager
-def intercept_keras_weights() -> Iterator[BuildRecord]:
-    """Within the block, Keras applications neither download nor load weights.
+def intercept_keras_weights(serve: str | None = None) -> Iterator[BuildRecord]:
+    """Within the block, Keras applications never download.
 
-    `keras.utils.get_file` records its arguments and returns a placeholder path;
-    `Model.load_weights` does nothing. `imagenet_utils.obtain_input_shape` is wrapped
-    to record the `min_size` and `default_size` the constructor declares.
+    `keras.utils.get_file` records its arguments and returns `serve`; without `serve`
+    it returns a placeholder and `Model.load_weights` does nothing (a dry build). With
+    `serve` (a file zoo-transfer fetched and verified), a constructor called with
+    `weights="imagenet"` builds exactly as Keras does for ImageNet and loads that file.
+    `imagenet_utils.obtain_input_shape` is wrapped to record the `min_size` and
+    `default_size` the constructor declares.
     """
     import keras
     from keras.src.applications import imagenet_utils
@@ -44,7 +47,7 @@ def intercept_keras_weights() -> Iterator[BuildRecord]:
         record.downloads.append(
             {"file": fname, "url": origin, "hash": file_hash, "cache_subdir": cache_subdir}
         )
-        return f"/nonexistent/zoo-transfer-probe/{fname}"
+        return serve or f"/nonexistent/zoo-transfer-probe/{fname}"
 
     def fake_load(self, *args, **kwargs):
         return None
@@ -57,7 +60,8 @@ def intercept_keras_weights() -> Iterator[BuildRecord]:
         return real_shape(*args, **kwargs)
 
     file_utils.get_file = fake_get_file
-    keras.Model.load_weights = fake_load
+    if serve is None:
+        keras.Model.load_weights = fake_load
     imagenet_utils.obtain_input_shape = spy_shape
     try:
         yield record

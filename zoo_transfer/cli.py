@@ -173,6 +173,36 @@ def validate_cmd(path: Path) -> None:
     click.echo(f"{path}: {len(cards)} valid card(s): " + ", ".join(c.name for c in cards))
 
 
+@cli.command("fetch")
+@click.argument("names", nargs=-1, required=True)
+@click.option(
+    "--to",
+    "to",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Cache root to fill (default: $KERAS_HOME or ~/.keras); copy it to the "
+    "offline machine and point KERAS_HOME at it.",
+)
+def fetch_cmd(names: tuple[str, ...], to: Path | None) -> None:
+    """Download NAMES' ImageNet weights (with and without top) into the Keras cache."""
+    from zoo_transfer.recipes._weights import imagenet_weights_file
+
+    failed = 0
+    for name in names:
+        try:
+            card = REGISTRY.get(name)
+        except UnknownModelError as exc:
+            _fail(str(exc), 2)
+        for include_top in (True, False):
+            try:
+                path = imagenet_weights_file(card, include_top, cache_root=to)
+                click.echo(f"{card.name}: {path} (hash ok)")
+            except ZooTransferError as exc:
+                click.echo(f"Error: {exc}", err=True)
+                failed += 1
+    if failed:
+        sys.exit(1)
+
+
 def main() -> None:
     cli(prog_name="zoo-transfer")
 

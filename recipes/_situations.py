@@ -1,0 +1,168 @@
+"""The four classic transfer situations as recipes: target data small/large x similar/different.
+
+| target data | similar to ImageNet          | different from ImageNet          |
+|-------------|------------------------------|----------------------------------|
+| small       | `small_similar`: freeze all, | `small_different`: cut earlier,  |
+|             | train a new head             | train new layers on top          |
+| large       | `large_similar`: fine-tune   | `large_different`: cut earlier,  |
+|             | everything at a low LR       | train everything                 |
+
+Each recipe returns `(model, plan)`. The plan is a plain dataclass of the compile and
+fit settings the recipe recommends; change any field before `plan.compile(model)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from zoo_transfer.errors import BuildArgumentError
+from zoo_transfer.registry import Card, get_card
+
+from ._build import build
+
+SMALL_DATASET = 10_000  # images; below this, train few parameters
+
+
+@dataclass
+class Plan:
+    """Compile and fit settings a recipe recommends. Every field may be overridden.
+
+    ```python
+    model, plan = recipes.small_similar("resnet50", num_classes=5)
+    plan.epochs = 3
+    plan.compile(model)
+    model.fit(x, y, epochs=plan.epochs, batch_size=plan.batch_size, callbacks=plan.callbacks())
+    ```
+    """
+
+    recipe: str
+    optimizer: str
+    learning_rate: float
+    epochs: int
+    batch_size: int = 32
+    loss: str = "sparse_categorical_crossentropy"
+    metrics: list[str] = field(default_factory=lambda: ["accuracy"])
+    early_stopping_patience: int | None = 3
+    notes: str = ""
+
+    def make_optimizer(self) -> Any:
+        import keras
+
+        return keras.optimizers.get(
+            {"class_name": self.optimizer, "config": {"learning_rate": self.learning_rate}}
+        )
+
+    def compile(self, model: Any, **overrides: Any) -> Any:
+        """`model.compile` with this plan's optimizer, loss and metrics."""
+        kwargs = {"optimizer": self.make_optimizer(), "loss": self.loss, "metrics": self.metrics}
+        kwargs.update(overrides)
+        model.compile(**kwargs)
+        return model
+
+    def callbacks(self) -> list[Any]:
+        import keras
+
+        if self.early_stopping_patience is None:
+            return []
+        return [
+            keras.callbacks.EarlyStopping(
+                monitor="val_loss", patience=self.early_stopping_patience, restore_best_weights=True
+            )
+        ]
+
+
+def _loss(num_classes: int) -> str:
+    return "binary_crossentropy" if num_classes == 1 else "sparse_categorical_crossentropy"
+
+
+def _earlier_stage(card: Card) -> str:
+    """The stage before the feature layer: where 'different' data is cut."""
+    if len(card.stages) < 2:
+        raise BuildArgumentError(f"{card.name} has a single stage; it cannot be cut earlier.")
+    return card.stages[-2].name
+
+
+def small_similar(name: str, num_classes: int, **build_kwargs: Any) -> tuple[Any, Plan]:
+    """Small data, similar to ImageNet: freeze the whole backbone, train a new head."""
+    model = build(name, num_classes, **build_kwargs)
+    return model, Plan(
+        "small_similar",
+        "adam",
+        1e-3,
+        epochs=10,
+        loss=_loss(num_classes),
+        notes="Only the head trains; the backbone's features are kept as they are.",
+    )
+
+
+def large_similar(name: str, num_classes: int, **build_kwargs: Any) -> tuple[Any, Plan]:
+    """Large data, similar: fine-tune the whole network from the pretrained init, low LR."""
+    card = get_card(name)
+    build_kwargs.setdefault("trainable_from", card.stages[0].name)
+    model = build(name, num_classes, **build_kwargs)
+    return model, Plan(
+        "large_similar",
+        "adam",
+        1e-5,
+        epochs=20,
+        loss=_loss(num_classes),
+        notes="Everything trains at a low LR; BatchNorm stays in inference mode. "
+        "Train the head alone first for a few epochs if it is new.",
+    )
+
+
+def small_different(name: str, num_classes: int, **build_kwargs: Any) -> tuple[Any, Plan]:
+    """Small data, different: cut at an earlier stage, add new layers, train only them."""
+    card = get_card(name)
+    build_kwargs.setdefault("cut", _earlier_stage(card))
+    build_kwargs.setdefault("head", (256,))
+    build_kwargs.setdefault("dropout", 0.3)
+    model = build(name, num_classes, **build_kwargs)
+    return model, Plan(
+        "small_different",
+        "adam",
+        1e-3,
+        epochs=15,
+        loss=_loss(num_classes),
+        notes="Earlier, more generic features; a hidden layer adapts them.",
+    )
+
+
+def large_different(name: str, num_classes: int, **build_kwargs: Any) -> tuple[Any, Plan]:
+    """Large data, different: cut at an earlier stage and train everything."""
+    card = get_card(name)
+    build_kwargs.setdefault("cut", _earlier_stage(card))
+    build_kwargs.setdefault("trainable_from", card.stages[0].name)
+    build_kwargs.setdefault("head", (256,))
+    model = build(name, num_classes, **build_kwargs)
+    return model, Plan(
+        "large_different",
+        "adam",
+        1e-4,
+        epochs=30,
+        loss=_loss(num_classes),
+        notes="The pretrained weights are only an initialisation here.",
+    )
+
+
+RECIPES: dict[str, Callable[..., tuple[Any, Plan]]] = {
+    "small_similar": small_similar,
+    "large_similar": large_similar,
+    "small_different": small_different,
+    "large_different": large_different,
+}
+
+
+def suggest(num_images: int, similar: bool, *, small_limit: int = SMALL_DATASET) -> Callable:
+    """The recipe for `num_images` training images, similar or not to ImageNet.
+
+    Returns the recipe function; `suggest(800, similar=True)` is `small_similar`.
+    """
+    if isinstance(num_images, bool) or not isinstance(num_images, int) or num_images < 1:
+        raise BuildArgumentError(
+            f"Expected `num_images` to be a positive int. Received: num_images={num_images!r}"
+        )
+    size = "small" if num_images < small_limit else "large"
+    return RECIPES[f"{size}_{'similar' if similar else 'different'}"]
