@@ -10,6 +10,7 @@ whose layers are named `head_*`.
 from __future__ import annotations
 
 import inspect
+import re
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -203,10 +204,12 @@ def _named_from_keras3_file(card: Card, path: Path) -> NamedWeights:
             return _named_from_model(source)
         except Exception as exc:  # Keras raises ValueError or KeyError on a mismatch
             errors.append(f"{'with' if include_top else 'without'} top: {exc}")
+    layers = sorted(set(re.findall(r"name=([\w.-]+)", " ".join(errors))))
     raise WeightsMismatchError(
-        f"{path} does not load into {card.name} (Keras 3 .weights.h5 files are keyed by "
-        f"layer position, so the architecture must be the one that wrote it): "
-        + " | ".join(e[:300] for e in errors)
+        f"{path} does not load into {card.name}: mismatching layers include "
+        f"{', '.join(layers) or 'unknown'}. Keras 3 .weights.h5 files are keyed by layer "
+        "position, so the file must come from this exact architecture (width, top). "
+        "Keras said: " + " | ".join(" ".join(e.split())[:400] for e in errors)
     )
 
 

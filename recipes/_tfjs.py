@@ -16,7 +16,7 @@ import numpy as np
 from zoo_transfer.errors import WeightsCorruptError, WeightsMismatchError
 from zoo_transfer.registry import get_card
 
-from ._weights import NamedWeights, _var_key
+from ._weights import NamedWeights, _var_key, assign_by_name
 
 _DTYPES = {"float32": np.float32, "int32": np.int32, "bool": np.bool_}
 
@@ -165,9 +165,13 @@ def load_teachable_machine(path: str | Path, *, name: str | None = None) -> Teac
                 weights=weights,
                 input_shape=(size, size, 3),
                 head_layers=[pool_layer("avg"), *_head_layers(outer[1])],
-                trainable_from="stem",
+                trainable_from=None,
                 name=name or "teachable_machine",
             )
+            head = [
+                layer for layer in model.layers if layer.name.startswith("head_") and layer.weights
+            ]
+            assign_by_name(head, weights, source=f"{folder} (head)")
             break
         except WeightsMismatchError as exc:
             errors.append(f"{tag}: {exc}")

@@ -179,13 +179,17 @@ def assign_by_name(
 ) -> list[str]:
     """Copy `weights` into the layers of `model` (nested models included) by layer name.
 
+    `model` may also be a list of layers.
+
     Variables are matched by name, else by order within the layer; every shape is
     checked. Layers of the file that the model lacks (an old head) are ignored. Returns
     the names of the layers loaded. Raises `WeightsMismatchError` listing the layers
     that are missing from the file or whose shapes differ.
     """
     missing, mismatched, loaded = [], [], []
-    for layer in _weighted_layers(model):
+    layers = model if isinstance(model, list) else _weighted_layers(model)
+    label = getattr(model, "name", "the given layers")
+    for layer in layers:
         variables = layer.weights
         entry = weights.get(layer.name)
         if entry is None:
@@ -208,7 +212,7 @@ def assign_by_name(
         problems.append("not in the file: " + ", ".join(missing[:12]))
     if problems or not loaded:
         raise WeightsMismatchError(
-            f"{source} does not fit {model.name!r}: "
+            f"{source} does not fit {label!r}: "
             + (" | ".join(problems) or "no layer name matches")
             + f" ({len(loaded)} layers matched). Is it a file for another architecture "
             "or width? Pick the card that wrote it."

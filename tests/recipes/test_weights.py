@@ -56,7 +56,9 @@ def test_file_for_another_architecture_names_the_layers(fresh_keras, real_weight
     with pytest.raises(WeightsMismatchError) as info:
         zoo_transfer.build("mobilenet.a050_224", num_classes=2, weights=str(real_weights))
     message = str(info.value)
-    assert "does not load into mobilenet.a050_224" in message or "shapes differ" in message
+    assert "does not load into mobilenet.a050_224" in message
+    assert "mismatching layers include conv1" in message
+    assert "(3, 3, 3, 16)" in message and "(3, 3, 3, 8)" in message
 
 
 def test_truncated_file_is_reported_and_kept(fresh_keras, tmp_path, real_weights):
@@ -154,3 +156,12 @@ def test_fetch_cli_fills_a_cache_folder(fake_zoo, tmp_path, monkeypatch):
     _offline(monkeypatch)
     result = CliRunner().invoke(cli, ["fetch", "resnet50", "--to", str(tmp_path / "x")])
     assert result.exit_code in (1, 2)
+
+
+def test_legacy_file_for_another_width_lists_the_layers(
+    fresh_keras, tmp_path, mobilenet_025_models, write_legacy_h5
+):
+    legacy = write_legacy_h5(mobilenet_025_models[0], tmp_path / "m025.h5")
+    with pytest.raises(WeightsMismatchError, match=r"shapes differ: conv1: model \[\(3, 3, 3, 16"):
+        zoo_transfer.build("mobilenet.a050_224", num_classes=2, weights=str(legacy))
+    assert legacy.exists()

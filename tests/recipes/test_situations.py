@@ -1,0 +1,103 @@
+"""The four transfer situations, `suggest`, and the small+similar recipe on real data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from zoo_transfer import BuildArgumentError, recipes
+from zoo_transfer.registry import get_card
+
+
+@pytest.mark.parametrize(
+    ("num_images", "similar", "expected"),
+    [
+        (500, True, "small_similar"),
+        (500, False, "small_different"),
+        (50_000, True, "large_similar"),
+        (50_000, False, "large_different"),
+    ],
+)
+def test_suggest_follows_the_decision_table(num_images, similar, expected):
+    assert recipes.suggest(num_images, similar).__name__ == expected
+
+
+def test_suggest_rejects_nonsense():
+    with pytest.raises(BuildArgumentError, match="num_images"):
+        recipes.suggest(0, True)
+
+
+def _trainable_layers(model, backbone_name):
+    backbone = model.get_layer(backbone_name)
+    return {layer.name for layer in backbone.layers if layer.trainable and layer.weights}
+
+
+def test_each_recipe_builds_what_it_says(fresh_keras):
+    card = get_card("mobilenet_v3_small")
+    kw = {"weights": None, "input_shape": (64, 64, 3)}
+
+    model, plan = recipes.small_similar("mobilenet_v3_small", 3, **kw)
+    assert not _trainable_layers(model, "mobilenet_v3_small")
+    assert plan.recipe == "small_similar" and plan.learning_rate == 1e-3
+
+    model, plan = recipes.large_similar("mobilenet_v3_small", 3, **kw)
+    backbone = model.get_layer("mobilenet_v3_small")
+    assert backbone.output.shape[-1] == card.stage("stage4").channels
+    assert {"conv", "expanded_conv_1_expand", "conv_1"} <= _trainable_layers(
+        model, "mobilenet_v3_small"
+    )  # the whole network, stem included
+    assert plan.learning_rate <= 1e-4
+
+    model, plan = recipes.small_different("mobilenet_v3_small", 3, **kw)
+    backbone = model.get_layer("mobilenet_v3_small")
+    assert backbone.output.shape[-1] == card.stage("stage3").channels
+    assert not _trainable_layers(model, "mobilenet_v3_small")
+    assert "head_dense_1" in [layer.name for layer in model.layers]
+
+    model, plan = recipes.large_different("mobilenet_v3_small", 3, **kw)
+    backbone = model.get_layer("mobilenet_v3_small")
+    assert backbone.output.shape[-1] == card.stage("stage3").channels
+    assert "expanded_conv_7_project" in _trainable_layers(model, "mobilenet_v3_small")
+    # the plan is a plain object the user can change before compiling
+    plan.learning_rate = 0.5
+    plan.compile(model)
+    assert float(model.optimizer.learning_rate.numpy()) == 0.5
+
+
+def _load_fashion(folder, size):
+    import tensorflow as tf
+
+    images, labels = [], []
+    classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    for index, name in enumerate(classes):
+        for f in sorted((folder / name).glob("*.png")):
+            img = tf.io.decode_png(tf.io.read_file(str(f)), channels=1)
+            img = tf.image.grayscale_to_rgb(img)
+            images.append(tf.image.resize(img, (size, size)).numpy())
+            labels.append(index)
+    return np.stack(images).astype("float32"), np.array(labels)
+
+
+def test_small_similar_on_fashion_mnist_with_real_weights(fresh_keras, shared_data):
+    keras = fresh_keras
+    keras.utils.set_random_seed(0)
+    data = shared_data / "fashion-mnist-small"
+    x, y = _load_fashion(data / "train", 96)
+    vx, vy = _load_fashion(data / "val", 96)
+    weights = shared_data / "imagenet" / "mobilenet_v1_0.25_224.weights.h5"
+    model, plan = recipes.small_similar(
+        "mobilenet.a025_224", 10, weights=str(weights), input_shape=(96, 96, 3)
+    )
+    plan.compile(model)
+    model.fit(
+        x,
+        y,
+        validation_data=(vx, vy),
+        epochs=plan.epochs,
+        batch_size=plan.batch_size,
+        callbacks=plan.callbacks(),
+        verbose=0,
+    )
+    _, accuracy = model.evaluate(vx, vy, verbose=0)
+    print(f"small_similar fashion-mnist-small val accuracy: {accuracy:.3f}")
+    assert accuracy >= 0.78, f"val accuracy {accuracy:.3f}"
