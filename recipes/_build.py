@@ -23,7 +23,6 @@ from zoo_transfer.registry import Card, get_card
 
 from ._keras_apps import instantiate, resolve_tap
 from ._weights import (
-    NamedWeights,
     assign_by_name,
     imagenet_weights_file,
     read_legacy_h5,
@@ -175,20 +174,14 @@ def _weights_kind(weights: Any) -> str:
     )
 
 
-def _named_from_model(model: Any) -> NamedWeights:
-    from ._weights import _weighted_layers
+def _load_keras3_file(card: Card, path: Path, include_top: bool, **kwargs: Any) -> Any:
+    """The architecture that wrote a position-keyed `.weights.h5`, with the file loaded.
 
-    return {
-        layer.name: [(v.name, np.asarray(v.numpy())) for v in layer.weights]
-        for layer in _weighted_layers(model)
-    }
-
-
-def _named_from_keras3_file(card: Card, path: Path) -> NamedWeights:
-    """Load a position-keyed `.weights.h5` into the architecture that wrote it."""
+    Tries the model with the top asked for first, then the other one.
+    """
     errors = []
-    for include_top in (True, False):
-        source = instantiate(card, include_top=include_top, weights=None)
+    for top in (include_top, not include_top):
+        source = _structure(card, include_top=top, input_shape=card.input_size, **kwargs)
         try:
             # Keras skips some mismatched parts with only a warning: treat those as errors
             with warnings.catch_warnings(record=True) as caught:
@@ -201,9 +194,9 @@ def _named_from_keras3_file(card: Card, path: Path) -> NamedWeights:
             ]
             if skipped:
                 raise ValueError(f"{len(skipped)} parts skipped, e.g. {skipped[0][:200]}")
-            return _named_from_model(source)
+            return source
         except Exception as exc:  # Keras raises ValueError or KeyError on a mismatch
-            errors.append(f"{'with' if include_top else 'without'} top: {exc}")
+            errors.append(f"{'with' if top else 'without'} top: {exc}")
     layers = sorted(set(re.findall(r"name=([\w.-]+)", " ".join(errors))))
     raise WeightsMismatchError(
         f"{path} does not load into {card.name}: mismatching layers include "
@@ -213,46 +206,89 @@ def _named_from_keras3_file(card: Card, path: Path) -> NamedWeights:
     )
 
 
+def _structure(card: Card, *, include_top: bool, input_shape: tuple, **kwargs: Any) -> Any:
+    """The network as Keras builds it for ImageNet weights, without loading any.
+
+    Some constructors add layers only for `weights="imagenet"` (EfficientNet's extra
+    `Rescaling`), so pretrained weights of any source go into this structure.
+    """
+    from zoo_transfer.registry._probe import intercept_keras_weights
+
+    if include_top and tuple(input_shape) != tuple(card.input_size):
+        # Keras refuses ImageNet builds with a top at another size; no structural change
+        # depends on it for the cards' families, so the plain build serves.
+        return instantiate(card, include_top=True, weights=None, input_shape=input_shape, **kwargs)
+    with warnings.catch_warnings():  # MobileNets warn about sizes without weights files
+        warnings.simplefilter("ignore", UserWarning)
+        with intercept_keras_weights():  # dry: nothing is downloaded or loaded
+            return instantiate(
+                card, include_top=include_top, weights="imagenet", input_shape=input_shape, **kwargs
+            )
+
+
+def copy_by_position(source: Any, target: Any, *, label: str) -> None:
+    """Copy weights between two builds of one constructor (sizes or tops may differ).
+
+    Layers are paired by position, which also pairs Keras' auto-named layers; the
+    shorter model must be a prefix of the longer one (a missing top), class by class.
+    """
+    pairs = list(zip(source.layers, target.layers, strict=False))
+    for a, b in pairs:
+        if type(a) is not type(b) or [tuple(v.shape) for v in a.weights] != [
+            tuple(v.shape) for v in b.weights
+        ]:
+            raise WeightsMismatchError(
+                f"{label} does not fit {target.name!r}: layer {b.name!r} "
+                f"({type(b).__name__}) meets {a.name!r} ({type(a).__name__}) with weight "
+                f"shapes {[tuple(v.shape) for v in a.weights]}."
+            )
+    for a, b in pairs:
+        for va, vb in zip(a.weights, b.weights, strict=True):
+            vb.assign(va.numpy())
+
+
 def backbone_model(
     card: Card, *, include_top: bool, weights: Any, input_shape: tuple, **kwargs: Any
 ) -> Any:
-    """The card's Keras network at `input_shape`, with `weights` loaded by layer name."""
+    """The card's Keras network at `input_shape`, with `weights` loaded.
+
+    Weights of the card's own architecture (ImageNet, `.weights.h5`) are copied by
+    position between builds; external files (Keras 2 `.h5`, TF.js) by layer name.
+    """
     kind = _weights_kind(weights)
-    same_size = tuple(input_shape) == tuple(card.input_size)
-    if kind == "imagenet" and same_size:
+    if kind == "none":
+        return instantiate(
+            card, include_top=include_top, weights=None, input_shape=input_shape, **kwargs
+        )
+    if kind == "imagenet" and tuple(input_shape) == tuple(card.input_size):
         from zoo_transfer.registry._probe import intercept_keras_weights
 
         path = imagenet_weights_file(card, include_top)  # cached, hash checked, fast offline
         with intercept_keras_weights(serve=str(path)):  # Keras' ImageNet build, this file
             return instantiate(
-                card,
-                include_top=include_top,
-                weights="imagenet",
-                input_shape=input_shape,
-                **kwargs,
+                card, include_top=include_top, weights="imagenet", input_shape=input_shape, **kwargs
             )
-    model = instantiate(
-        card, include_top=include_top, weights=None, input_shape=input_shape, **kwargs
-    )
-    if kind == "none":
-        return model
+    model = _structure(card, include_top=include_top, input_shape=input_shape, **kwargs)
     if kind == "imagenet":
         source = backbone_model(
             card, include_top=include_top, weights="imagenet", input_shape=card.input_size, **kwargs
         )
-        named, label = _named_from_model(source), f"ImageNet weights of {card.name}"
-    elif kind == "named":
-        named, label = weights, "the given weights"
+        copy_by_position(source, model, label=f"ImageNet weights of {card.name}")
+        return model
+    if kind == "file":
+        path = Path(weights)
+        named = read_legacy_h5(path)
+        if named is None:
+            source = _load_keras3_file(card, path, include_top, **kwargs)
+            copy_by_position(source, model, label=str(path))
+            return model
+        label = str(path)
     elif kind == "tfjs":
         from ._tfjs import read_tfjs_weights
 
         named, label = read_tfjs_weights(Path(weights)), f"TF.js folder {weights}"
     else:
-        path = Path(weights)
-        named = read_legacy_h5(path)
-        if named is None:
-            named = _named_from_keras3_file(card, path)
-        label = str(path)
+        named, label = weights, "the given weights"
     assign_by_name(model, named, source=label)
     return model
 

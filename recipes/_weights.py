@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import socket
 import threading
 from pathlib import Path
@@ -192,6 +193,10 @@ def assign_by_name(
     for layer in layers:
         variables = layer.weights
         entry = weights.get(layer.name)
+        if entry is None:  # Keras' auto names shift between builds: normalization_3
+            base = re.sub(r"_\d+$", "", layer.name)
+            same = [k for k in weights if re.sub(r"_\d+$", "", k) == base]
+            entry = weights[same[0]] if len(same) == 1 else None
         if entry is None:
             missing.append(layer.name)
             continue
