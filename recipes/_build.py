@@ -22,6 +22,7 @@ from zoo_transfer.errors import BuildArgumentError, WeightsMismatchError
 from zoo_transfer.registry import Card, get_card
 
 from ._keras_apps import instantiate, resolve_tap
+from ._stages import ancestors
 from ._weights import (
     assign_by_name,
     imagenet_weights_file,
@@ -303,23 +304,6 @@ def _supports(card: Card, kwarg: str) -> bool:
 
 
 # ------------------------------------------------------------------ freezing
-def _ancestors(tensor: Any) -> set[int]:
-    """ids of the operations that `tensor` depends on (itself included)."""
-    seen: set[int] = set()
-    stack = [tensor]
-    while stack:
-        t = stack.pop()
-        history = getattr(t, "_keras_history", None)
-        if history is None:
-            continue
-        op, node_index, _ = history
-        if id(op) in seen:
-            continue
-        seen.add(id(op))
-        stack.extend(op._inbound_nodes[node_index].input_tensors)
-    return seen
-
-
 def _freeze(backbone: Any, card: Card, trainable_from: Any) -> None:
     """Freeze the backbone; with `trainable_from`, leave that stage and later trainable."""
     if trainable_from is None:
@@ -335,7 +319,7 @@ def _freeze(backbone: Any, card: Card, trainable_from: Any) -> None:
     if trainable_from in card.stage_names:
         i = card.stage_names.index(trainable_from)
         frozen_end = card.stages[i - 1].layer if i > 0 else None
-        frozen = _ancestors(resolve_tap(backbone, frozen_end)) if frozen_end else set()
+        frozen = ancestors(resolve_tap(backbone, frozen_end)) if frozen_end else set()
     else:
         try:
             layer = backbone.get_layer(trainable_from)
@@ -346,7 +330,7 @@ def _freeze(backbone: Any, card: Card, trainable_from: Any) -> None:
             ) from None
         frozen = set()
         for t in layer._inbound_nodes[0].input_tensors:
-            frozen |= _ancestors(t)
+            frozen |= ancestors(t)
     backbone.trainable = True
     for layer in backbone.layers:
         layer.trainable = id(layer) not in frozen

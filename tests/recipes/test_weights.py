@@ -167,8 +167,7 @@ def test_legacy_file_for_another_width_lists_the_layers(
     assert legacy.exists()
 
 
-def test_efficientnet_weights_move_to_another_size_with_imagenet_structure(fresh_keras,
-                                                                            tmp_path):
+def test_efficientnet_weights_move_to_another_size_with_imagenet_structure(fresh_keras, tmp_path):
     """EfficientNet adds a Rescaling only for ImageNet weights and auto-names its
     Normalization layer; weights from a file must still land in the same structure."""
     keras = fresh_keras
@@ -181,8 +180,9 @@ def test_efficientnet_weights_move_to_another_size_with_imagenet_structure(fresh
         v.assign(rng.normal(size=v.shape).astype(v.dtype))
     path = tmp_path / "effb0.weights.h5"
     source.save_weights(path)
-    model = zoo_transfer.build("efficientnet_b0", num_classes=2, weights=str(path),
-                               input_shape=(96, 96, 3))
+    model = zoo_transfer.build(
+        "efficientnet_b0", num_classes=2, weights=str(path), input_shape=(96, 96, 3)
+    )
     backbone = model.get_layer("efficientnet_b0")
     kinds = [type(layer).__name__ for layer in backbone.layers[1:4]]
     assert kinds == ["Rescaling", "Normalization", "Rescaling"]
@@ -190,5 +190,6 @@ def test_efficientnet_weights_move_to_another_size_with_imagenet_structure(fresh
     dst_norm = backbone.layers[2]
     for a, b in zip(src_norm.weights, dst_norm.weights, strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
-    np.testing.assert_array_equal(source.get_layer("top_conv").kernel.numpy(),
-                                  backbone.get_layer("top_conv").kernel.numpy())
+    np.testing.assert_array_equal(
+        source.get_layer("top_conv").kernel.numpy(), backbone.get_layer("top_conv").kernel.numpy()
+    )

@@ -1,0 +1,215 @@
+"""GradualUnfreezing: the unfreeze takes effect inside the same `fit`, and only there."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from zoo_transfer import BuildArgumentError
+from zoo_transfer.callbacks import GradualUnfreezing
+from zoo_transfer.optimizers import transfer_optimizer
+
+STAGE4_LAYER, STAGE1_LAYER = "conv_1", "expanded_conv_project"
+
+
+def _recorder(model):
+    import keras
+
+    backbone = model.get_layer("mobilenet_v3_small")
+    s4, s1 = backbone.get_layer(STAGE4_LAYER), backbone.get_layer(STAGE1_LAYER)
+
+    class Record(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.start = (s4.kernel.numpy().copy(), s1.kernel.numpy().copy())
+            self.ends = []
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.ends.append((s4.kernel.numpy().copy(), s1.kernel.numpy().copy()))
+
+    return Record()
+
+
+def _check_unfreeze_at_epoch_1(record):
+    s4_start, s1_start = record.start
+    np.testing.assert_array_equal(record.ends[0][0], s4_start)  # frozen through epoch 0
+    assert not np.array_equal(record.ends[1][0], s4_start)  # moves in epoch 1
+    assert not np.array_equal(record.ends[2][0], record.ends[1][0])
+    for _, s1 in record.ends:  # stage1 is never unfrozen
+        np.testing.assert_array_equal(s1, s1_start)
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_unfreeze_takes_effect_in_the_same_fit(small_model, small_data, jit_compile):
+    model = small_model
+    model.compile(
+        transfer_optimizer(model, "adam", learning_rate=1e-2),
+        "sparse_categorical_crossentropy",
+        jit_compile=jit_compile,
+    )
+    record = _recorder(model)
+    unfreeze = GradualUnfreezing({1: "stage4"}, verbose=0)
+    history = model.fit(
+        *small_data, epochs=3, batch_size=8, verbose=0, callbacks=[unfreeze, record]
+    )
+    _check_unfreeze_at_epoch_1(record)
+    params = history.history["trainable_params"]
+    assert params[0] < params[1] == params[2]
+    assert unfreeze.events == [(1, "stage4")]
+
+
+def test_the_naive_callback_changes_nothing(small_model, small_data):
+    """What the issue measured: `trainable = True` alone, mid-fit, trains nothing."""
+    import keras
+
+    model = small_model
+    model.compile("adam", "sparse_categorical_crossentropy")
+    backbone = model.get_layer("mobilenet_v3_small")
+
+    class Naive(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:
+                backbone.trainable = True
+
+    record = _recorder(model)
+    model.fit(*small_data, epochs=3, batch_size=8, verbose=0, callbacks=[Naive(), record])
+    for s4, _ in record.ends:
+        np.testing.assert_array_equal(s4, record.start[0])
+
+
+def test_cumulative_schedule_with_stage_count(small_model, small_data):
+    model = small_model
+    model.compile(
+        transfer_optimizer(model, "sgd", learning_rate=0.1), "sparse_categorical_crossentropy"
+    )
+    model.fit(
+        *small_data,
+        epochs=3,
+        batch_size=8,
+        verbose=0,
+        callbacks=[GradualUnfreezing({0: 1, 2: 3}, verbose=0)],
+    )
+    backbone = model.get_layer("mobilenet_v3_small")
+    trainable = {layer.name for layer in backbone.layers if layer.trainable and layer.weights}
+    assert STAGE4_LAYER in trainable and "expanded_conv_3_expand" in trainable  # stage2
+    assert STAGE1_LAYER not in trainable and "conv" not in trainable
+
+
+@pytest.mark.parametrize(
+    ("schedule", "message"),
+    [({5: "stage4"}, "epochs 0-2"), ({1: "stage9"}, "neither a stage"), ({1: 9}, "last 9")],
+)
+def test_bad_schedules_fail_before_training(small_model, small_data, schedule, message):
+    model = small_model
+    model.compile(transfer_optimizer(model), "sparse_categorical_crossentropy")
+    before = [w.numpy().copy() for w in model.weights]
+    with pytest.raises(BuildArgumentError, match=message):
+        model.fit(*small_data, epochs=3, verbose=0, callbacks=[GradualUnfreezing(schedule)])
+    for a, w in zip(before, model.weights, strict=True):
+        np.testing.assert_array_equal(a, w.numpy())
+
+
+def test_plain_optimizer_is_refused_with_the_fix(small_model, small_data):
+    small_model.compile("adam", "sparse_categorical_crossentropy")
+    with pytest.raises(BuildArgumentError, match="transfer_optimizer"):
+        small_model.fit(
+            *small_data, epochs=2, verbose=0, callbacks=[GradualUnfreezing({1: "stage4"})]
+        )
+
+
+def test_config_round_trip():
+    cb = GradualUnfreezing({2: "stage4", 4: 2}, verbose=0)
+    again = GradualUnfreezing.from_config(cb.get_config())
+    assert again.schedule == {2: "stage4", 4: 2}
+
+
+def test_resume_with_backup_and_restore_matches_an_uninterrupted_run(
+    fresh_keras, tmp_path, small_data
+):
+    import keras
+
+    import zoo_transfer
+
+    def run(backup_dir, stop_after=None):
+        keras.backend.clear_session()
+        keras.utils.set_random_seed(0)
+        model = zoo_transfer.build("mobilenet_v3_small", 3, weights=None, input_shape=(32, 32, 3))
+        model.compile(
+            transfer_optimizer(model, "adam", learning_rate=1e-2), "sparse_categorical_crossentropy"
+        )
+        callbacks = [
+            GradualUnfreezing({2: "stage4"}, verbose=0),
+            keras.callbacks.BackupAndRestore(str(backup_dir)),
+        ]
+
+        class Crash(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                if epoch == stop_after:
+                    raise KeyboardInterrupt("simulated kill")
+
+        if stop_after is not None:
+            callbacks.append(Crash())
+        try:
+            history = model.fit(
+                *small_data, epochs=4, batch_size=8, shuffle=False, verbose=0, callbacks=callbacks
+            )
+        except KeyboardInterrupt:
+            return None, None
+        return model, history
+
+    reference, _ = run(tmp_path / "a")
+    assert run(tmp_path / "b", stop_after=2) == (None, None)  # killed after epoch 3 of 4
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        resumed, history = run(tmp_path / "b")
+    assert not [w for w in caught if "optimizer" in str(w.message).lower()]
+    assert len(history.history["loss"]) == 1  # only epoch 4 ran again
+    backbone = resumed.get_layer("mobilenet_v3_small")
+    assert backbone.get_layer(STAGE4_LAYER).trainable
+    for a, b in zip(reference.weights, resumed.weights, strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6, err_msg=a.path)
+
+
+MIRRORED = """
+import numpy as np, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(
+    cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
+import keras, zoo_transfer
+from zoo_transfer.callbacks import GradualUnfreezing
+from zoo_transfer.optimizers import transfer_optimizer
+keras.utils.set_random_seed(0)
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+with strategy.scope():
+    model = zoo_transfer.build("mobilenet_v3_small", 3, weights=None, input_shape=(32, 32, 3))
+    model.compile(transfer_optimizer(model, "adam", learning_rate=1e-2),
+                  "sparse_categorical_crossentropy")
+backbone = model.get_layer("mobilenet_v3_small")
+s4, s1 = backbone.get_layer("conv_1"), backbone.get_layer("expanded_conv_project")
+start = (s4.kernel.numpy().copy(), s1.kernel.numpy().copy())
+ends = []
+class Record(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        ends.append((s4.kernel.numpy().copy(), s1.kernel.numpy().copy()))
+rng = np.random.default_rng(0)
+x = rng.uniform(0, 255, (16, 32, 32, 3)).astype("float32"); y = rng.integers(0, 3, 16)
+model.fit(x, y, epochs=3, batch_size=8, verbose=0,
+          callbacks=[GradualUnfreezing({1: "stage4"}, verbose=0), Record()])
+assert np.array_equal(ends[0][0], start[0])
+assert not np.array_equal(ends[1][0], start[0])
+assert all(np.array_equal(e[1], start[1]) for e in ends)
+print("MIRRORED_UNFREEZE_OK", strategy.num_replicas_in_sync)
+"""
+
+
+def test_unfreeze_under_mirrored_strategy():
+    proc = subprocess.run(
+        [sys.executable, "-c", MIRRORED], capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "MIRRORED_UNFREEZE_OK 2" in proc.stdout

@@ -1,0 +1,166 @@
+"""Training callbacks for transfer learning that take effect inside one `fit` call.
+
+Setting `layer.trainable = True` in a callback changes nothing by itself: Keras traced
+the train step for the old trainable set and the optimizer was built for it, so the
+newly unfrozen weights never move and no error is raised. `GradualUnfreezing`
+therefore re-traces the train function after each change, and relies on
+`GroupedOptimizer` (see `zoo_transfer.optimizers`), which already holds state for every
+layer that can ever train, with its own step counter per layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import keras
+
+from zoo_transfer.errors import BuildArgumentError
+
+
+@keras.saving.register_keras_serializable(package="zoo_transfer")
+class GradualUnfreezing(keras.callbacks.Callback):
+    """Unfreeze the backbone stage by stage, during one `fit`.
+
+    Args:
+        schedule: `{epoch: what}`. `what` is a stage name (that stage and every later
+            one become trainable), an int n (the last n stages, fastai's `freeze_to`),
+            or a backbone layer name (that layer and everything after it). Unfreezing is
+            cumulative: `{2: "stage4", 4: "stage3"}`.
+        verbose: print one line per event.
+
+    BatchNorm layers of an unfrozen stage train their scale and offset but stay in
+    inference mode (their moving statistics never change), as the Keras fine-tuning
+    guide advises; `build` calls the backbone with `training=False`.
+
+    Each epoch's logs get `trainable_params`, so the history marks every event. On a
+    resumed run (`BackupAndRestore`), the first epoch re-applies every earlier event.
+
+    ```python
+    model = zoo_transfer.build("resnet50", num_classes=5)
+    model.compile(zoo_transfer.transfer_optimizer(model, "adam", learning_rate=1e-3),
+                  "sparse_categorical_crossentropy")
+    model.fit(data, epochs=6, callbacks=[GradualUnfreezing({2: "stage4", 4: "stage3"})])
+    ```
+    """
+
+    def __init__(self, schedule: Mapping[int, Any], verbose: int = 1):
+        super().__init__()
+        if not isinstance(schedule, Mapping) or not schedule:
+            raise BuildArgumentError(
+                f"Expected `schedule` as a non-empty dict {{epoch: stage}}. Received: {schedule!r}"
+            )
+        self.schedule = {int(k): v for k, v in schedule.items()}
+        if any(e < 0 for e in self.schedule):
+            raise BuildArgumentError(f"Schedule epochs must be >= 0. Received: {schedule!r}")
+        self.verbose = verbose
+        self.applied_epoch: int | None = None
+        self.events: list[tuple[int, Any]] = []
+
+    # ------------------------------------------------------------------ checks
+    def _resolve(self) -> None:
+        from zoo_transfer.optimizers import GroupedOptimizer
+        from zoo_transfer.recipes._stages import find_backbone, stage_of_layers
+
+        self._backbone, self._card = find_backbone(self.model)
+        self._stage_of = stage_of_layers(self._backbone, self._card)
+        present = [s for s in self._card.stage_names if s in set(self._stage_of.values())]
+        self._present = present
+        epochs = self.params.get("epochs") if self.params else None
+        for epoch, what in self.schedule.items():
+            if epochs is not None and epoch >= epochs:
+                raise BuildArgumentError(
+                    f"GradualUnfreezing schedule names epoch {epoch}, but fit runs epochs "
+                    f"0-{epochs - 1}. Drop that entry or train longer."
+                )
+            self._first_layer(what)  # raises for an unknown stage or layer
+        optimizer = getattr(self.model, "optimizer", None)
+        inner = getattr(optimizer, "inner_optimizer", optimizer)  # LossScaleOptimizer
+        if not isinstance(inner, GroupedOptimizer):
+            raise BuildArgumentError(
+                "GradualUnfreezing needs an optimizer built for every layer that may be "
+                "unfrozen. Compile with `zoo_transfer.transfer_optimizer(model, ...)`."
+            )
+
+    def _first_layer(self, what: Any) -> set[str]:
+        """Names of the backbone layers that `what` makes trainable."""
+        if isinstance(what, int) and not isinstance(what, bool):
+            if not 1 <= what <= len(self._present):
+                raise BuildArgumentError(
+                    f"Cannot unfreeze the last {what} stages: the backbone has "
+                    f"{len(self._present)} ({', '.join(self._present)})."
+                )
+            what = self._present[-what]
+        if what in self._present:
+            start = self._present.index(what)
+            keep = set(self._present[start:])
+            return {name for name, stage in self._stage_of.items() if stage in keep}
+        names = [layer.name for layer in self._backbone.layers]
+        if what not in names:
+            raise BuildArgumentError(
+                f"GradualUnfreezing: {what!r} is neither a stage of {self._card.name} "
+                f"({', '.join(self._present)}) nor a layer of its backbone."
+            )
+        return set(names[names.index(what) :])
+
+    # ------------------------------------------------------------------ events
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self._resolve()
+        self.applied_epoch = None
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        due = [
+            e
+            for e in sorted(self.schedule)
+            if e <= epoch and (self.applied_epoch is None or e > self.applied_epoch)
+        ]
+        if not due:
+            return
+        names: set[str] = set()
+        for e in due:
+            names |= self._first_layer(self.schedule[e])
+        frozen_now = [
+            layer
+            for layer in self._backbone.layers
+            if layer.name in names and layer.weights and not layer.trainable
+        ]
+        if frozen_now:
+            # `trainable` on a container cascades to every layer: set it, then restore
+            # each layer's own state plus the newly unfrozen ones.
+            before = {
+                layer.name: layer.trainable and self._backbone.trainable
+                for layer in self._backbone.layers
+            }
+            self._backbone.trainable = True
+            for layer in self._backbone.layers:
+                layer.trainable = before[layer.name] or layer.name in names
+            self.model.make_train_function(force=True)  # re-trace for the new set
+        self.applied_epoch = epoch
+        for e in due:
+            self.events.append((e, self.schedule[e]))
+            if self.verbose:
+                print(
+                    f"GradualUnfreezing: epoch {e + 1}: unfroze {self.schedule[e]!r} "
+                    f"({_count(self.model.trainable_weights):,} trainable parameters)"
+                )
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if logs is not None:
+            logs["trainable_params"] = _count(self.model.trainable_weights)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"schedule": {str(k): v for k, v in self.schedule.items()}, "verbose": self.verbose}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> GradualUnfreezing:
+        return cls(**config)
+
+
+def _count(weights: Any) -> int:
+    total = 0
+    for w in weights:
+        n = 1
+        for d in w.shape:
+            n *= int(d)
+        total += n
+    return total

@@ -1,0 +1,249 @@
+"""Discriminative learning rates that stay correct when layers are unfrozen mid-`fit`.
+
+`GroupedOptimizer` builds on `keras.optimizers.MultiOptimizer`. It gives **every layer
+its own inner optimizer** (a clone of the base optimizer), whose learning rate is the
+base rate times the multiplier of the layer's group (a stage of the card, or `head`):
+
+- The learning rate is scaled, not the gradient: Adam-family optimizers are invariant
+  to gradient scale, so scaling gradients would change nothing for them.
+- Each inner optimizer has its own step counter, so a layer unfrozen at step N gets
+  Adam's bias correction for *its* step 1, not step N (whose first updates would be
+  several times too large).
+- It is built over every variable that can ever train, frozen or not, so the layout
+  of its state never depends on the trainable set: `BackupAndRestore` and checkpoints
+  restore it whatever was unfrozen. Frozen layers simply receive no update.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import keras
+
+from zoo_transfer.errors import BuildArgumentError
+
+
+@keras.saving.register_keras_serializable(package="zoo_transfer")
+class ScaledSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """`schedule(step) * multiplier`, evaluated at the global step of the outer optimizer."""
+
+    def __init__(self, schedule: Any, multiplier: float):
+        self.schedule = schedule
+        self.multiplier = float(multiplier)
+        self.global_step: Any = None  # set by GroupedOptimizer.build; not serialised
+
+    def __call__(self, step: Any) -> Any:
+        if self.global_step is not None:
+            step = self.global_step
+        return self.schedule(step) * self.multiplier
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "schedule": keras.saving.serialize_keras_object(self.schedule),
+            "multiplier": self.multiplier,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> ScaledSchedule:
+        return cls(keras.saving.deserialize_keras_object(config["schedule"]), config["multiplier"])
+
+
+def resolve_multipliers(groups: Sequence[str], lr_mult: Any) -> dict[str, float]:
+    """Multiplier per group from a dict, a `(lo, hi)` spread, or None (all 1.0).
+
+    A dict need not name every group: a group left out takes the multiplier of the
+    next named group towards the head (`{"stage1": 0.01, "stage4": 0.1}` gives stem
+    0.01, stage2 and stage3 0.1). `(lo, hi)` spreads geometrically from the first group
+    (`lo`) to the head (`hi`).
+    """
+    groups = list(groups)
+    if lr_mult is None:
+        return dict.fromkeys(groups, 1.0)
+    if isinstance(lr_mult, Mapping):
+        unknown = set(lr_mult) - set(groups)
+        if unknown:
+            raise BuildArgumentError(
+                f"lr_mult names unknown groups {sorted(unknown)}; the groups of this model "
+                f"are {groups}."
+            )
+        out: dict[str, float] = {}
+        pending: list[str] = []
+        for g in groups:
+            pending.append(g)
+            if g in lr_mult:
+                for p in pending:
+                    out[p] = float(lr_mult[g])
+                pending = []
+        for p in pending:  # after the last named group (normally none: head is last)
+            out[p] = 1.0
+        return out
+    if isinstance(lr_mult, Sequence) and len(lr_mult) == 2:
+        lo, hi = float(lr_mult[0]), float(lr_mult[1])
+        if lo <= 0 or hi <= 0:
+            raise BuildArgumentError(f"lr_mult spread must be positive. Received: {lr_mult!r}")
+        n = len(groups)
+        return {g: lo * (hi / lo) ** (i / max(n - 1, 1)) for i, g in enumerate(groups)}
+    raise BuildArgumentError(
+        "Expected `lr_mult` as a dict {group: multiplier}, a (lo, hi) spread or None. "
+        f"Received: lr_mult={lr_mult!r}"
+    )
+
+
+def _unit(variable: Any) -> str:
+    """The layer a variable belongs to: `conv1/kernel` -> `conv1`."""
+    return variable.path.rsplit("/", 1)[0]
+
+
+@keras.saving.register_keras_serializable(package="zoo_transfer")
+class GroupedOptimizer(keras.optimizers.MultiOptimizer):
+    """One clone of `base` per layer, learning rate scaled by the layer's group.
+
+    Args:
+        base: a Keras optimizer (instance, name or config), e.g. `"adam"`.
+        groups: layer name -> group (`zoo_transfer.recipes.layer_groups(model)`).
+        multipliers: group -> learning-rate multiplier (see `resolve_multipliers`).
+
+    Prefer `zoo_transfer.transfer_optimizer(model, ...)`, which fills both in.
+    """
+
+    def __init__(
+        self,
+        base: Any = "adam",
+        groups: Mapping[str, str] | None = None,
+        multipliers: Mapping[str, float] | None = None,
+        name: str | None = None,
+        **kwargs: Any,
+    ):
+        super().__init__(self._select, name=name or "grouped_optimizer", **kwargs)
+        base = keras.optimizers.get(base)
+        # kept as plain config: an optimizer attribute would be tracked as state
+        self._base_class = base.__class__
+        self._base_config = base.get_config()
+        self.groups = dict(groups or {})
+        self.multipliers = dict(multipliers or {})
+        self._all_variables: list[Any] | None = None
+        self._by_unit: dict[str, Any] = {}
+
+    # ------------------------------------------------------------- inner optimizers
+    def multiplier(self, unit: str) -> float:
+        return self.multipliers.get(self.groups.get(unit, ""), 1.0)
+
+    def _select(self, variable: Any) -> Any:
+        unit = _unit(variable)
+        if unit not in self._by_unit:
+            config = dict(self._base_config)
+            config["name"] = f"{self._base_config['name']}_{unit}".replace("/", "_")
+            mult = self.multiplier(unit)
+            lr = config["learning_rate"]
+            if isinstance(lr, dict):  # a serialised LearningRateSchedule
+                config["learning_rate"] = ScaledSchedule(
+                    keras.optimizers.schedules.deserialize(lr), mult
+                )
+            else:
+                config["learning_rate"] = float(lr) * mult
+            inner = self._base_class.from_config(config)
+            self._by_unit[unit] = inner
+        return self._by_unit[unit]
+
+    def bind(self, model: Any) -> GroupedOptimizer:
+        """Build over every variable of `model` that can ever train (frozen or not)."""
+        if self.built:
+            return self
+        variables = []
+        for layer in _weighted_layers(model):
+            variables.extend(getattr(layer, "_trainable_variables", layer.trainable_weights))
+        self._all_variables = variables
+        return self
+
+    def build(self, var_list: Sequence[Any]) -> None:
+        if self.built:
+            return
+        super().build(self._all_variables or list(var_list))
+        for inner in self._inner_optimizers:
+            if isinstance(inner._learning_rate, ScaledSchedule):
+                inner._learning_rate.global_step = self.iterations
+
+    def apply(self, grads: Sequence[Any], trainable_variables: Sequence[Any] | None = None):
+        """Apply to any subset of the variables it was built over (the trainable ones)."""
+        if len(grads) == 0:
+            return
+        if trainable_variables is None:
+            trainable_variables = self._trainable_variables
+        if not self.built:
+            self.build(trainable_variables)
+            self.built = True
+        per_optimizer: dict[int, list[tuple[Any, Any]]] = {}
+        for grad, var in zip(grads, trainable_variables, strict=True):
+            key = self._var_key(var)
+            if key not in self._var_to_optimizer_idx:
+                raise ValueError(
+                    f"Variable {var.path} was not known when the optimizer was built. "
+                    "Compile with zoo_transfer.transfer_optimizer(model, ...) so it covers "
+                    "every layer that may be unfrozen."
+                )
+            per_optimizer.setdefault(self._var_to_optimizer_idx[key], []).append((grad, var))
+        for idx, pairs in per_optimizer.items():
+            sub_grads, sub_vars = zip(*pairs, strict=True)
+            self._inner_optimizers[idx].apply(list(sub_grads), list(sub_vars))
+        self._iterations.assign_add(1)
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "base": keras.optimizers.serialize(self._base_class.from_config(self._base_config)),
+            "groups": self.groups,
+            "multipliers": self.multipliers,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], custom_objects: Any = None) -> GroupedOptimizer:
+        config = dict(config)
+        config["base"] = keras.optimizers.deserialize(config["base"], custom_objects=custom_objects)
+        return cls(**config)
+
+
+def _weighted_layers(model: Any) -> list[Any]:
+    out = []
+    for layer in model.layers:
+        if hasattr(layer, "layers") and layer.layers:
+            out.extend(_weighted_layers(layer))
+        elif layer.weights:
+            out.append(layer)
+    return out
+
+
+def transfer_optimizer(
+    model: Any, optimizer: Any = "adam", *, learning_rate: Any = None, lr_mult: Any = None
+) -> GroupedOptimizer:
+    """An optimizer for a model from `build`: discriminative LRs, safe to unfreeze.
+
+    Args:
+        model: a model from `zoo_transfer.build`.
+        optimizer: the base optimizer (name, instance or config), cloned per layer.
+        learning_rate: base learning rate or a `LearningRateSchedule` (default: the
+            base optimizer's).
+        lr_mult: `{"stage1": 0.01, "stage4": 0.1, "head": 1.0}`, a `(lo, hi)` spread, or
+            None for one learning rate everywhere.
+
+    ```python
+    model = zoo_transfer.build("resnet50", num_classes=5, trainable_from="stage3")
+    opt = zoo_transfer.transfer_optimizer(model, "adam", learning_rate=1e-3, lr_mult=(0.01, 1))
+    model.compile(opt, "sparse_categorical_crossentropy")
+    ```
+    """
+    from zoo_transfer.recipes._stages import group_order, layer_groups
+
+    base = keras.optimizers.get(optimizer)
+    if learning_rate is not None:
+        config = base.get_config()
+        config["learning_rate"] = (
+            keras.optimizers.schedules.serialize(learning_rate)
+            if (isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule))
+            else float(learning_rate)
+        )
+        base = base.__class__.from_config(config)
+    groups = layer_groups(model)
+    multipliers = resolve_multipliers(group_order(model), lr_mult)
+    with model.distribute_strategy.scope():
+        return GroupedOptimizer(base, groups, multipliers).bind(model)
