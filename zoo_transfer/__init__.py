@@ -27,6 +27,9 @@ __version__ = "0.1.0"
 
 # Keras-backed API, imported on first use so `import zoo_transfer` stays light.
 _LAZY = {
+    "GradualUnfreezing": "zoo_transfer.callbacks",
+    "GroupedOptimizer": "zoo_transfer.optimizers",
+    "transfer_optimizer": "zoo_transfer.optimizers",
     "build": "zoo_transfer.recipes",
     "feature_extractor": "zoo_transfer.recipes",
     "load_teachable_machine": "zoo_transfer.recipes",
@@ -43,6 +46,8 @@ def __getattr__(name: str):
 
 __all__ = [
     "BuildArgumentError",
+    "GradualUnfreezing",
+    "GroupedOptimizer",
     "Card",
     "CardValidationError",
     "DuplicateModelError",
@@ -59,4 +64,5 @@ __all__ = [
     "list_models",
     "load_teachable_machine",
     "register_model",
+    "transfer_optimizer",
 ]
