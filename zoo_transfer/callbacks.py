@@ -164,3 +164,133 @@ def _count(weights: Any) -> int:
             n *= int(d)
         total += n
     return total
+
+
+@keras.saving.register_keras_serializable(package="zoo_transfer")
+class ProgressiveResizing(keras.callbacks.Callback):
+    """Grow the training image size between epochs of one `fit`: `{0: 128, 3: 160, 6: 224}`.
+
+    Bound explicitly to the `zoo_transfer.data.ResizableImages` pipeline(s) it resizes:
+    the callback sets their size at the start of an epoch, before Keras creates the
+    epoch's iterator, so prefetched batches always have the new size. A pipeline that
+    Keras keeps across epochs (`.repeat()` with `steps_per_epoch`) would leak old-size
+    batches into the next stage; that setup is refused before training starts.
+
+    Args:
+        schedule: `{epoch: size}`; each size holds until the next entry.
+        train: the training `ResizableImages`.
+        validation: an optional validation `ResizableImages`.
+        validation_size: `"final"` (the schedule's last size, the default), `"current"`
+            (the training size of the epoch), or an int.
+        similar: set `True` when the data resembles ImageNet: training pretrained
+            weights below the card's resolution then warns (it can damage the features).
+        verbose: print one line per size change.
+
+    Each epoch's logs get `image_size` and `val_image_size`, beside the metrics.
+    """
+
+    def __init__(
+        self,
+        schedule: Mapping[int, int],
+        train: Any,
+        validation: Any = None,
+        validation_size: Any = "final",
+        similar: bool | None = None,
+        verbose: int = 1,
+    ):
+        super().__init__()
+        if not isinstance(schedule, Mapping) or not schedule:
+            raise BuildArgumentError(
+                f"Expected `schedule` as a non-empty dict {{epoch: size}}. Received: {schedule!r}"
+            )
+        self.schedule = {int(k): int(v) for k, v in sorted(schedule.items())}
+        if min(self.schedule) != 0:
+            raise BuildArgumentError(
+                f"The schedule must give the size of epoch 0. Received: {schedule!r}"
+            )
+        if validation_size not in ("final", "current") and not isinstance(validation_size, int):
+            raise BuildArgumentError(
+                "Expected validation_size 'final', 'current' or an int. "
+                f"Received: {validation_size!r}"
+            )
+        self.train, self.validation = train, validation
+        self.validation_size = validation_size
+        self.similar, self.verbose = similar, verbose
+        self.current: int | None = None
+
+    def size_at(self, epoch: int) -> int:
+        return self.schedule[max(e for e in self.schedule if e <= epoch)]
+
+    def _validation_size(self, epoch: int) -> int:
+        if self.validation_size == "final":
+            return self.schedule[max(self.schedule)]
+        if self.validation_size == "current":
+            return self.size_at(epoch)
+        return int(self.validation_size)
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        import warnings
+
+        epochs = self.params.get("epochs")
+        late = [e for e in self.schedule if epochs is not None and e >= epochs]
+        if late:
+            raise BuildArgumentError(
+                f"ProgressiveResizing schedule names epoch {late[0]}, but fit runs epochs "
+                f"0-{epochs - 1}."
+            )
+        steps = self.params.get("steps")
+        count = int(self.train._source.cardinality())
+        if steps is not None and count > 0 and steps != count // self.train.batch_size:
+            raise BuildArgumentError(
+                f"fit runs {steps} steps per epoch but one pass over the resizable pipeline "
+                f"is {count // self.train.batch_size} batches. With .repeat() and "
+                "steps_per_epoch Keras keeps one iterator across epochs, so prefetched "
+                "batches of the old size would leak into the next stage. Pass "
+                "train.dataset() without .repeat() or steps_per_epoch."
+            )
+        try:
+            from zoo_transfer.recipes._stages import find_backbone
+
+            _, card = find_backbone(self.model)
+        except ValueError:
+            card = None
+        if card is not None:
+            low = min(self.schedule.values())
+            if low < card.min_input_size[0]:
+                raise BuildArgumentError(
+                    f"ProgressiveResizing size {low} is below {card.name}'s minimum input "
+                    f"of {card.min_input_size[0]} pixels."
+                )
+            if self.similar and low < card.input_size[0]:
+                warnings.warn(
+                    f"ProgressiveResizing trains {card.name} at {low} px, below the "
+                    f"{card.input_size[0]} px of its pretraining, on data declared similar "
+                    "to ImageNet: small sizes can damage the pretrained features. Start "
+                    "closer to the card's size or keep early stages frozen.",
+                    UserWarning,
+                    stacklevel=2,
+                )
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        size = self.size_at(epoch)
+        if size != self.current:
+            self.train.set_size(size)
+            if self.verbose and self.current is not None:
+                print(f"ProgressiveResizing: epoch {epoch + 1}: training at {size} px")
+            self.current = size
+        if self.validation is not None:
+            self.validation.set_size(self._validation_size(epoch))
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if logs is not None:
+            logs["image_size"] = self.size_at(epoch)
+            if self.validation is not None:
+                logs["val_image_size"] = self._validation_size(epoch)
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "schedule": {str(k): v for k, v in self.schedule.items()},
+            "validation_size": self.validation_size,
+            "similar": self.similar,
+            "verbose": self.verbose,
+        }
