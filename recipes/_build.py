@@ -3,7 +3,7 @@
 The model takes raw RGB pixels (0-255). The card's normalisation runs inside it (a
 frozen core `Dense` on the channel axis, so `.keras` files load anywhere without this
 package), then the backbone (a nested model named after the card, cut at a stage,
-frozen, called in inference mode so BatchNorm statistics never move), then the head,
+frozen, its BatchNorm layers in inference mode), then the head,
 whose layers are named `head_*`.
 """
 
@@ -30,6 +30,7 @@ from ._weights import (
 )
 
 POOLINGS = ("avg", "max", "flatten")
+BN_POLICIES = ("frozen", "train")
 
 
 # ------------------------------------------------------------------ validation
@@ -305,7 +306,10 @@ def _supports(card: Card, kwarg: str) -> bool:
 
 # ------------------------------------------------------------------ freezing
 def _freeze(backbone: Any, card: Card, trainable_from: Any) -> None:
-    """Freeze the backbone; with `trainable_from`, leave that stage and later trainable."""
+    """Freeze the backbone; with `trainable_from`, leave that stage and later trainable.
+
+    A frozen BatchNorm layer (`trainable=False`) always runs in inference mode.
+    """
     if trainable_from is None:
         backbone.trainable = False
         return
@@ -336,6 +340,22 @@ def _freeze(backbone: Any, card: Card, trainable_from: Any) -> None:
         layer.trainable = id(layer) not in frozen
 
 
+def freeze_batchnorm(backbone: Any) -> None:
+    """Keep every BatchNorm layer in inference mode: `trainable=False`.
+
+    Keras 3 ignores `training=False` on a nested model's call once the outer model
+    trains (the outer `training=True` overrides it, keras-team/keras#20285), so the
+    Keras guide's `base_model(x, training=False)` would let the moving statistics of
+    unfrozen stages drift. A BatchNorm layer with `trainable=False` always runs in
+    inference mode; its scale and offset stay fixed too.
+    """
+    import keras
+
+    for layer in backbone.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
+
+
 # ------------------------------------------------------------------ assembly
 def assemble(
     card: Card,
@@ -346,11 +366,14 @@ def assemble(
     cut: Any = None,
     trainable_from: Any = None,
     include_preprocessing: bool = True,
+    bn: str = "frozen",
     name: str | None = None,
 ) -> Any:
     """Normalisation -> backbone (cut, frozen) -> `head_layers` (None: keep the top)."""
     import keras
 
+    if bn not in BN_POLICIES:
+        raise BuildArgumentError(f"Expected `bn` in {BN_POLICIES}. Received: bn={bn!r}")
     keep_top = head_layers is None
     kwargs: dict[str, Any] = {}
     builtin = card.preprocessing.mode == "builtin"
@@ -376,12 +399,14 @@ def assemble(
             ) from None
         backbone = keras.Model(full.input, tap, name=card.arch)
     _freeze(backbone, card, trainable_from)
+    if bn == "frozen":
+        freeze_batchnorm(backbone)
 
     inputs = keras.Input(shape=input_shape, name="image")
     x = inputs
     if include_preprocessing and not builtin:
         x = normalization_layer(card)(x)
-    x = backbone(x, training=False)
+    x = backbone(x)
     if keep_top:
         if keras.config.dtype_policy().compute_dtype != "float32":
             x = keras.layers.Activation("linear", dtype="float32", name="head_output")(x)
@@ -410,6 +435,7 @@ def build(
     input_shape: tuple[int | None, int | None, int] | None = None,
     include_preprocessing: bool = True,
     classifier_activation: str | None = "softmax",
+    bn: str = "frozen",
     model_name: str | None = None,
 ) -> Any:
     """Build a transfer-learning model from the zoo in one call.
@@ -421,8 +447,7 @@ def build(
         cut: where the backbone ends: a stage (`"stage3"`), a stage index, or a Keras
             layer name. Defaults to the card's feature layer.
         trainable_from: `None` freezes the whole backbone; a stage (or index, or layer
-            name) leaves it and everything after trainable. BatchNorm always runs in
-            inference mode: its moving statistics never change during `fit`.
+            name) leaves it and everything after trainable (BatchNorm: see `bn`).
         head: widths of hidden `Dense` layers between pooling and the classifier.
         dropout: dropout rate before the classifier.
         pooling: `"avg"`, `"max"` or `"flatten"`.
@@ -433,6 +458,10 @@ def build(
         include_preprocessing: run the card's normalisation inside the model (the model
             then takes raw RGB 0-255). `False` if you normalise yourself.
         classifier_activation: final activation (Keras' convention), `None` for logits.
+        bn: `"frozen"` (default) keeps every BatchNorm layer in inference mode
+            (`trainable=False`): its statistics never change, even in trainable stages.
+            `"train"` lets BatchNorm layers of trainable stages train and update their
+            statistics during `fit`.
         model_name: name of the returned model (default `<arch>_transfer`).
 
     ```python
@@ -467,6 +496,7 @@ def build(
         cut=cut,
         trainable_from=trainable_from,
         include_preprocessing=include_preprocessing,
+        bn=bn,
         name=model_name,
     )
 
@@ -511,5 +541,5 @@ def feature_extractor(
     backbone.trainable = trainable
     inputs = keras.Input(shape=shape, name="image")
     x = normalization_layer(card)(inputs) if include_preprocessing and not builtin else inputs
-    outputs = backbone(x, training=False)
+    outputs = backbone(x)
     return keras.Model(inputs, dict(zip(keys, outputs, strict=True)), name=f"{card.arch}_features")

@@ -29,9 +29,10 @@ class GradualUnfreezing(keras.callbacks.Callback):
             cumulative: `{2: "stage4", 4: "stage3"}`.
         verbose: print one line per event.
 
-    BatchNorm layers of an unfrozen stage train their scale and offset but stay in
-    inference mode (their moving statistics never change), as the Keras fine-tuning
-    guide advises; `build` calls the backbone with `training=False`.
+    BatchNorm policy (`bn`): `"frozen"` (default) leaves BatchNorm layers of unfrozen
+    stages frozen, so they stay in inference mode, as the Keras fine-tuning guide
+    advises: their statistics never change. `"train"` unfreezes them with their stage:
+    they then train and update their statistics.
 
     Each epoch's logs get `trainable_params`, so the history marks every event. On a
     resumed run (`BackupAndRestore`), the first epoch re-applies every earlier event.
@@ -44,8 +45,11 @@ class GradualUnfreezing(keras.callbacks.Callback):
     ```
     """
 
-    def __init__(self, schedule: Mapping[int, Any], verbose: int = 1):
+    def __init__(self, schedule: Mapping[int, Any], bn: str = "frozen", verbose: int = 1):
         super().__init__()
+        if bn not in ("frozen", "train"):
+            raise BuildArgumentError(f"Expected bn 'frozen' or 'train'. Received: {bn!r}")
+        self.bn = bn
         if not isinstance(schedule, Mapping) or not schedule:
             raise BuildArgumentError(
                 f"Expected `schedule` as a non-empty dict {{epoch: stage}}. Received: {schedule!r}"
@@ -132,8 +136,12 @@ class GradualUnfreezing(keras.callbacks.Callback):
                 for layer in self._backbone.layers
             }
             self._backbone.trainable = True
+            keep_bn_frozen = self.bn == "frozen"
             for layer in self._backbone.layers:
-                layer.trainable = before[layer.name] or layer.name in names
+                unfreeze = layer.name in names and not (
+                    keep_bn_frozen and isinstance(layer, keras.layers.BatchNormalization)
+                )
+                layer.trainable = before[layer.name] or unfreeze
             self.model.make_train_function(force=True)  # re-trace for the new set
         self.applied_epoch = epoch
         for e in due:
@@ -149,7 +157,11 @@ class GradualUnfreezing(keras.callbacks.Callback):
             logs["trainable_params"] = _count(self.model.trainable_weights)
 
     def get_config(self) -> dict[str, Any]:
-        return {"schedule": {str(k): v for k, v in self.schedule.items()}, "verbose": self.verbose}
+        return {
+            "schedule": {str(k): v for k, v in self.schedule.items()},
+            "bn": self.bn,
+            "verbose": self.verbose,
+        }
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> GradualUnfreezing:

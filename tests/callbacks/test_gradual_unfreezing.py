@@ -213,3 +213,44 @@ def test_unfreeze_under_mirrored_strategy():
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "MIRRORED_UNFREEZE_OK 2" in proc.stdout
+
+
+def _bn_stats(model, name):
+    bn = model.get_layer("mobilenet_v3_small").get_layer(name)
+    return bn.moving_mean.numpy().copy()
+
+
+@pytest.mark.parametrize("policy", ["frozen", "train"])
+def test_batchnorm_policy(fresh_keras, small_data, policy):
+    import keras
+
+    import zoo_transfer
+
+    keras.utils.set_random_seed(0)
+    model = zoo_transfer.build(
+        "mobilenet_v3_small", 3, weights=None, input_shape=(32, 32, 3), bn=policy
+    )
+    model.compile(
+        transfer_optimizer(model, "adam", learning_rate=1e-2), "sparse_categorical_crossentropy"
+    )
+    stage4_bn, stage1_bn = "conv_1_bn", "expanded_conv_project_bn"
+    start4, start1 = _bn_stats(model, stage4_bn), _bn_stats(model, stage1_bn)
+    after = []
+
+    class Record(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            after.append(_bn_stats(model, stage4_bn))
+
+    model.fit(
+        *small_data,
+        epochs=2,
+        batch_size=8,
+        verbose=0,
+        callbacks=[GradualUnfreezing({1: "stage4"}, bn=policy, verbose=0), Record()],
+    )
+    np.testing.assert_array_equal(after[0], start4)  # still frozen in epoch 0
+    np.testing.assert_array_equal(_bn_stats(model, stage1_bn), start1)
+    if policy == "frozen":
+        np.testing.assert_array_equal(after[1], start4)  # unfrozen, still inference mode
+    else:
+        assert not np.array_equal(after[1], start4)  # unfrozen and training its statistics

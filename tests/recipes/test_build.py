@@ -163,3 +163,30 @@ def test_feature_extractor_named_outputs(fresh_keras):
     assert tuple(out["stage2"].shape) == (1, 8, 8, 512)
     assert tuple(out["stage4"].shape) == (1, 2, 2, 2048)
     assert not fx.trainable_weights
+
+
+@pytest.mark.parametrize("bn", ["frozen", "train"])
+def test_batchnorm_of_trainable_stages(fresh_keras, bn):
+    """Keras 3 ignores `training=False` on a nested call; BN must be frozen itself."""
+    model = zoo_transfer.build(
+        "mobilenet_v3_small",
+        3,
+        weights=None,
+        input_shape=(32, 32, 3),
+        trainable_from="stage4",
+        bn=bn,
+    )
+    layer = model.get_layer("mobilenet_v3_small").get_layer("conv_1_bn")
+    start = layer.moving_mean.numpy().copy()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    model.fit(
+        rng.uniform(0, 255, (16, 32, 32, 3)).astype("float32"),
+        rng.integers(0, 3, 16),
+        batch_size=8,
+        epochs=1,
+        verbose=0,
+    )
+    moved = not np.array_equal(start, layer.moving_mean.numpy())
+    assert moved == (bn == "train")
+    assert model.get_layer("mobilenet_v3_small").get_layer("conv_1").trainable
