@@ -85,6 +85,32 @@ class GradualUnfreezing(keras.callbacks.Callback):
                 "GradualUnfreezing needs an optimizer built for every layer that may be "
                 "unfrozen. Compile with `zoo_transfer.transfer_optimizer(model, ...)`."
             )
+        if inner.per == "group":
+            split = self._split_groups()
+            if split:
+                raise BuildArgumentError(
+                    f"This schedule unfreezes group {split!r} in several steps, but its "
+                    "layers share one optimizer step counter, so the later ones would get "
+                    "Adam's bias correction for the wrong step. Unfreeze whole stages, or "
+                    "compile with transfer_optimizer(model, ..., per='layer')."
+                )
+
+    def _split_groups(self) -> str | None:
+        """A group whose layers would start training at different epochs, if any."""
+        start: dict[str, int] = {}
+        for layer in self._backbone.layers:
+            if layer.weights and layer.trainable and self._backbone.trainable:
+                start[layer.name] = -1
+        for epoch in sorted(self.schedule):
+            for name in self._first_layer(self.schedule[epoch]):
+                layer = self._backbone.get_layer(name)
+                skip = self.bn == "frozen" and isinstance(layer, keras.layers.BatchNormalization)
+                if layer.weights and not skip:
+                    start.setdefault(name, epoch)
+        times: dict[str, set[int]] = {}
+        for name, epoch in start.items():
+            times.setdefault(self._stage_of[name], set()).add(epoch)
+        return next((g for g, t in times.items() if len(t) > 1), None)
 
     def _first_layer(self, what: Any) -> set[str]:
         """Names of the backbone layers that `what` makes trainable."""

@@ -1,14 +1,18 @@
 """Discriminative learning rates that stay correct when layers are unfrozen mid-`fit`.
 
-`GroupedOptimizer` builds on `keras.optimizers.MultiOptimizer`. It gives **every layer
-its own inner optimizer** (a clone of the base optimizer), whose learning rate is the
-base rate times the multiplier of the layer's group (a stage of the card, or `head`):
+`GroupedOptimizer` builds on `keras.optimizers.MultiOptimizer`. It gives **every group
+(a stage of the card, or `head`) its own inner optimizer** (a clone of the base
+optimizer), whose learning rate is the base rate times the group's multiplier; with
+`per="layer"` every layer gets one:
 
 - The learning rate is scaled, not the gradient: Adam-family optimizers are invariant
   to gradient scale, so scaling gradients would change nothing for them.
-- Each inner optimizer has its own step counter, so a layer unfrozen at step N gets
+- Each inner optimizer has its own step counter, so a stage unfrozen at step N gets
   Adam's bias correction for *its* step 1, not step N (whose first updates would be
-  several times too large).
+  several times too large). `GradualUnfreezing` refuses a schedule that would unfreeze
+  one group in several steps unless `per="layer"`. Per group is the default because
+  every inner optimizer costs a few ops per step (per layer measured 0.69x the images/s
+  of a plain fit on MobileNetV3Small at 64 px; per group, no measurable cost).
 - It is built over every variable that can ever train, frozen or not, so the layout
   of its state never depends on the trainable set: `BackupAndRestore` and checkpoints
   restore it whatever was unfrozen. Frozen layers simply receive no update.
@@ -97,12 +101,13 @@ def _unit(variable: Any) -> str:
 
 @keras.saving.register_keras_serializable(package="zoo_transfer")
 class GroupedOptimizer(keras.optimizers.MultiOptimizer):
-    """One clone of `base` per layer, learning rate scaled by the layer's group.
+    """One clone of `base` per group (or layer), learning rate scaled by the group's multiplier.
 
     Args:
         base: a Keras optimizer (instance, name or config), e.g. `"adam"`.
         groups: layer name -> group (`zoo_transfer.recipes.layer_groups(model)`).
         multipliers: group -> learning-rate multiplier (see `resolve_multipliers`).
+        per: `"group"` (one inner optimizer per group) or `"layer"`.
 
     Prefer `zoo_transfer.transfer_optimizer(model, ...)`, which fills both in.
     """
@@ -112,6 +117,7 @@ class GroupedOptimizer(keras.optimizers.MultiOptimizer):
         base: Any = "adam",
         groups: Mapping[str, str] | None = None,
         multipliers: Mapping[str, float] | None = None,
+        per: str = "group",
         name: str | None = None,
         **kwargs: Any,
     ):
@@ -122,15 +128,21 @@ class GroupedOptimizer(keras.optimizers.MultiOptimizer):
         self._base_config = base.get_config()
         self.groups = dict(groups or {})
         self.multipliers = dict(multipliers or {})
+        if per not in ("group", "layer"):
+            raise BuildArgumentError(f"Expected per='group' or 'layer'. Received: {per!r}")
+        self.per = per
         self._all_variables: list[Any] | None = None
         self._by_unit: dict[str, Any] = {}
 
     # ------------------------------------------------------------- inner optimizers
     def multiplier(self, unit: str) -> float:
-        return self.multipliers.get(self.groups.get(unit, ""), 1.0)
+        group = unit if unit in self.multipliers else self.groups.get(unit, "")
+        return self.multipliers.get(group, 1.0)
 
     def _select(self, variable: Any) -> Any:
         unit = _unit(variable)
+        if self.per == "group":
+            unit = self.groups.get(unit, unit)
         if unit not in self._by_unit:
             config = dict(self._base_config)
             config["name"] = f"{self._base_config['name']}_{unit}".replace("/", "_")
@@ -194,6 +206,7 @@ class GroupedOptimizer(keras.optimizers.MultiOptimizer):
             "base": keras.optimizers.serialize(self._base_class.from_config(self._base_config)),
             "groups": self.groups,
             "multipliers": self.multipliers,
+            "per": self.per,
         }
 
     @classmethod
@@ -214,7 +227,12 @@ def _weighted_layers(model: Any) -> list[Any]:
 
 
 def transfer_optimizer(
-    model: Any, optimizer: Any = "adam", *, learning_rate: Any = None, lr_mult: Any = None
+    model: Any,
+    optimizer: Any = "adam",
+    *,
+    learning_rate: Any = None,
+    lr_mult: Any = None,
+    per: str = "group",
 ) -> GroupedOptimizer:
     """An optimizer for a model from `build`: discriminative LRs, safe to unfreeze.
 
@@ -225,6 +243,8 @@ def transfer_optimizer(
             base optimizer's).
         lr_mult: `{"stage1": 0.01, "stage4": 0.1, "head": 1.0}`, a `(lo, hi)` spread, or
             None for one learning rate everywhere.
+        per: one inner optimizer (and Adam step counter) per `"group"` or per `"layer"`;
+            `"layer"` if you unfreeze parts of a stage at different times.
 
     ```python
     model = zoo_transfer.build("resnet50", num_classes=5, trainable_from="stage3")
@@ -246,4 +266,4 @@ def transfer_optimizer(
     groups = layer_groups(model)
     multipliers = resolve_multipliers(group_order(model), lr_mult)
     with model.distribute_strategy.scope():
-        return GroupedOptimizer(base, groups, multipliers).bind(model)
+        return GroupedOptimizer(base, groups, multipliers, per=per).bind(model)

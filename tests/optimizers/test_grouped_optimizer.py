@@ -23,8 +23,15 @@ PROBES = {
 
 def _model(keras):
     keras.utils.set_random_seed(0)
+    # bn="train": with random weights, BatchNorm on batch statistics keeps the gradients
+    # at the stem large enough to show in float32 weights after one small step
     return zoo_transfer.build(
-        "mobilenet_v3_small", 3, weights=None, input_shape=(32, 32, 3), trainable_from="stem"
+        "mobilenet_v3_small",
+        3,
+        weights=None,
+        input_shape=(32, 32, 3),
+        trainable_from="stem",
+        bn="train",
     )
 
 
@@ -80,10 +87,11 @@ def test_sgd_steps_follow_the_multipliers_exactly(fresh_keras, small_data):
         assert ratio == pytest.approx(0.1 * mult, rel=1e-3), name
 
 
-def test_adam_step_sizes_follow_the_multipliers(fresh_keras, small_data):
+@pytest.mark.parametrize("per", ["group", "layer"])
+def test_adam_step_sizes_follow_the_multipliers(fresh_keras, small_data, per):
     keras = fresh_keras
     model = _model(keras)
-    opt = transfer_optimizer(model, "adam", learning_rate=1e-3, lr_mult=MULT)
+    opt = transfer_optimizer(model, "adam", learning_rate=1e-3, lr_mult=MULT, per=per)
     deltas, grads = _one_step(keras, model, opt, small_data)
     for name, mult in PROBES.items():
         big = np.abs(grads[name]) > 1e-4  # Adam's first step is lr * g / (|g| + eps)
@@ -122,11 +130,11 @@ def test_schedules_and_later_unfreezing_compose(fresh_keras, small_data):
     )
     assert int(opt.iterations.numpy()) == 3
     by_unit = opt._by_unit
-    assert int(by_unit["conv_1"].iterations.numpy()) == 1  # unfrozen for the last step only
-    assert int(by_unit["head_logits"].iterations.numpy()) == 3
+    assert int(by_unit["stage4"].iterations.numpy()) == 1  # unfrozen for the last step only
+    assert int(by_unit["head"].iterations.numpy()) == 3
     # both read the global schedule, times their group's multiplier
-    lr_stage4 = float(by_unit["conv_1"].learning_rate.numpy())
-    lr_head = float(by_unit["head_logits"].learning_rate.numpy())
+    lr_stage4 = float(by_unit["stage4"].learning_rate.numpy())
+    lr_head = float(by_unit["head"].learning_rate.numpy())
     assert lr_head == pytest.approx(0.1 * 0.5**3)
     assert lr_stage4 == pytest.approx(0.1 * 0.5**3 * 0.1)
 
@@ -138,3 +146,27 @@ def test_config_round_trip(fresh_keras):
     again = GroupedOptimizer.from_config(opt.get_config())
     assert again.groups == opt.groups and again.multipliers == opt.multipliers
     assert again.get_config()["base"] == opt.get_config()["base"]
+
+
+def test_unfreezing_part_of_a_group_needs_per_layer(fresh_keras, small_data):
+    keras = fresh_keras
+    model = zoo_transfer.build("mobilenet_v3_small", 3, weights=None, input_shape=(32, 32, 3))
+    schedule = {1: "conv_1", 2: "stage4"}  # conv_1 ends stage4; the rest of it comes later
+    model.compile(transfer_optimizer(model, "adam"), "sparse_categorical_crossentropy")
+    with pytest.raises(BuildArgumentError, match="per='layer'"):
+        model.fit(
+            *small_data, epochs=3, verbose=0, callbacks=[GradualUnfreezing(schedule, verbose=0)]
+        )
+    keras.backend.clear_session()
+    model = zoo_transfer.build("mobilenet_v3_small", 3, weights=None, input_shape=(32, 32, 3))
+    opt = transfer_optimizer(model, "adam", per="layer")
+    model.compile(opt, "sparse_categorical_crossentropy")
+    model.fit(
+        *small_data,
+        batch_size=16,
+        epochs=3,
+        verbose=0,
+        callbacks=[GradualUnfreezing(schedule, verbose=0)],
+    )
+    assert int(opt._by_unit["conv_1"].iterations.numpy()) == 2
+    assert int(opt._by_unit["expanded_conv_10_project"].iterations.numpy()) == 1

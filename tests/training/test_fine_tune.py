@@ -33,8 +33,8 @@ def test_fine_tune_freezes_then_unfreezes_in_one_history(small_model, small_data
     params = history.history["trainable_params"]
     assert params[0] < params[1] == params[2]
     opt = model.optimizer
-    lr_stem = float(opt._by_unit["conv"].learning_rate.numpy())
-    lr_head = float(opt._by_unit["head_logits"].learning_rate.numpy())
+    lr_stem = float(opt._by_unit["stem"].learning_rate.numpy())
+    lr_head = float(opt._by_unit["head"].learning_rate.numpy())
     assert lr_head == pytest.approx(1e-2) and lr_stem == pytest.approx(1e-4)
 
 
