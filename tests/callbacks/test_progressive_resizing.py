@@ -115,3 +115,121 @@ def test_too_small_and_similar_warnings(fresh_keras):
             verbose=0,
             callbacks=[ProgressiveResizing({0: 32}, train, similar=True, verbose=0)],
         )
+
+
+def _size_probe_model(keras):
+    """A model whose Probe layer stores the last batch's image side in a variable."""
+
+    class Probe(keras.layers.Layer):
+        def build(self, shape):
+            self.side = self.add_weight(
+                shape=(), dtype="int32", initializer="zeros", trainable=False, name="side"
+            )
+
+        def call(self, x):
+            self.side.assign(keras.ops.shape(x)[1])
+            return x
+
+    inner = zoo_transfer.build("mobilenet_v3_small", 3, weights=None, input_shape=(None, None, 3))
+    inputs = keras.Input((None, None, 3))
+    probe = Probe()
+    return keras.Model(inputs, inner(probe(inputs))), probe
+
+
+def _sides(keras, probe):
+    sides = []
+
+    class Read(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            sides.append(int(probe.side.numpy()))
+
+    return sides, Read()
+
+
+def test_sizes_under_xla(fresh_keras):
+    keras = fresh_keras
+    rng = np.random.default_rng(0)
+    x, y = rng.uniform(0, 255, (16, 50, 50, 3)).astype("float32"), rng.integers(0, 3, 16)
+    train = ResizableImages(x, y, size=32, batch_size=8)
+    model, probe = _size_probe_model(keras)
+    model.compile("adam", "sparse_categorical_crossentropy", jit_compile=True)
+    sides, read = _sides(keras, probe)
+    model.fit(
+        train.dataset(),
+        epochs=3,
+        verbose=0,
+        callbacks=[ProgressiveResizing({0: 32, 1: 48}, train, verbose=0), read],
+    )
+    assert sides == [32, 48, 48]
+
+
+def test_resume_gets_the_size_of_the_resumed_epoch(fresh_keras, tmp_path):
+    keras = fresh_keras
+    rng = np.random.default_rng(0)
+    x, y = rng.uniform(0, 255, (16, 50, 50, 3)).astype("float32"), rng.integers(0, 3, 16)
+    schedule = {0: 32, 2: 40, 3: 48}
+
+    def run(stop_after=None):
+        keras.backend.clear_session()
+        train = ResizableImages(x, y, size=32, batch_size=8)
+        model, probe = _size_probe_model(keras)
+        model.compile("adam", "sparse_categorical_crossentropy")
+        sides, read = _sides(keras, probe)
+
+        class Crash(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                if epoch == stop_after:
+                    raise KeyboardInterrupt
+
+        callbacks = [
+            ProgressiveResizing(schedule, train, verbose=0),
+            keras.callbacks.BackupAndRestore(str(tmp_path / "backup")),
+            read,
+        ]
+        if stop_after is not None:
+            callbacks.append(Crash())
+        try:
+            history = model.fit(train.dataset(), epochs=4, verbose=0, callbacks=callbacks)
+        except KeyboardInterrupt:
+            return sides, None
+        return sides, history
+
+    first, _ = run(stop_after=1)
+    assert first == [32, 32]
+    resumed, history = run()
+    assert resumed == [40, 48]  # epochs 3 and 4, as in an uninterrupted run
+    assert history.history["image_size"] == [40, 48]
+
+
+MIRRORED = """
+import numpy as np, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(
+    cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
+import zoo_transfer
+from zoo_transfer.callbacks import ProgressiveResizing
+from zoo_transfer.data import ResizableImages
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+rng = np.random.default_rng(0)
+x, y = rng.uniform(0, 255, (16, 50, 50, 3)).astype("float32"), rng.integers(0, 3, 16)
+train = ResizableImages(x, y, size=32, batch_size=8)
+with strategy.scope():
+    model = zoo_transfer.build("mobilenet_v3_small", 3, weights=None, input_shape=(None, None, 3))
+    model.compile("adam", "sparse_categorical_crossentropy")
+history = model.fit(train.dataset(), epochs=3, verbose=0,
+                    callbacks=[ProgressiveResizing({0: 32, 1: 48}, train, verbose=0)])
+assert history.history["image_size"] == [32, 48, 48]
+assert all(np.isfinite(history.history["loss"]))
+print("MIRRORED_RESIZE_OK")
+"""
+
+
+def test_resizing_under_mirrored_strategy():
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", MIRRORED], capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "MIRRORED_RESIZE_OK" in proc.stdout

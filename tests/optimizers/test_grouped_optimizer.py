@@ -87,11 +87,10 @@ def test_sgd_steps_follow_the_multipliers_exactly(fresh_keras, small_data):
         assert ratio == pytest.approx(0.1 * mult, rel=1e-3), name
 
 
-@pytest.mark.parametrize("per", ["group", "layer"])
-def test_adam_step_sizes_follow_the_multipliers(fresh_keras, small_data, per):
+def test_adam_step_sizes_follow_the_multipliers(fresh_keras, small_data):
     keras = fresh_keras
     model = _model(keras)
-    opt = transfer_optimizer(model, "adam", learning_rate=1e-3, lr_mult=MULT, per=per)
+    opt = transfer_optimizer(model, "adam", learning_rate=1e-3, lr_mult=MULT)
     deltas, grads = _one_step(keras, model, opt, small_data)
     for name, mult in PROBES.items():
         big = np.abs(grads[name]) > 1e-4  # Adam's first step is lr * g / (|g| + eps)
