@@ -188,7 +188,7 @@ def assign_by_name(
     that are missing from the file or whose shapes differ.
     """
     missing, mismatched, loaded = [], [], []
-    layers = model if isinstance(model, list) else _weighted_layers(model)
+    layers = model if isinstance(model, list) else weighted_layers(model)
     label = getattr(model, "name", "the given layers")
     for layer in layers:
         variables = layer.weights
@@ -225,11 +225,11 @@ def assign_by_name(
     return loaded
 
 
-def _weighted_layers(model: Any) -> list[Any]:
+def weighted_layers(model: Any) -> list[Any]:
     out = []
     for layer in model.layers:
         if hasattr(layer, "layers") and layer.layers:  # nested model
-            out.extend(_weighted_layers(layer))
+            out.extend(weighted_layers(layer))
         elif layer.weights:
             out.append(layer)
     return out

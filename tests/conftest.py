@@ -100,3 +100,23 @@ def fresh_keras():
     shift_auto_names()
     yield keras
     keras.backend.clear_session()
+
+
+@pytest.fixture
+def small_data():
+    """16 raw 32x32 RGB images and 3-class labels."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (16, 32, 32, 3)).astype("float32")
+    y = rng.integers(0, 3, 16)
+    return x, y
+
+
+@pytest.fixture
+def small_model(fresh_keras):
+    """A small transfer model (MobileNetV3Small, random weights, 32 px, frozen backbone)."""
+    import zoo_transfer
+
+    fresh_keras.utils.set_random_seed(0)
+    return zoo_transfer.build("mobilenet_v3_small", 3, weights=None, input_shape=(32, 32, 3))

@@ -162,8 +162,10 @@ class GroupedOptimizer(keras.optimizers.MultiOptimizer):
         """Build over every variable of `model` that can ever train (frozen or not)."""
         if self.built:
             return self
+        from zoo_transfer.recipes._weights import weighted_layers
+
         variables = []
-        for layer in _weighted_layers(model):
+        for layer in weighted_layers(model):
             variables.extend(getattr(layer, "_trainable_variables", layer.trainable_weights))
         self._all_variables = variables
         return self
@@ -214,16 +216,6 @@ class GroupedOptimizer(keras.optimizers.MultiOptimizer):
         config = dict(config)
         config["base"] = keras.optimizers.deserialize(config["base"], custom_objects=custom_objects)
         return cls(**config)
-
-
-def _weighted_layers(model: Any) -> list[Any]:
-    out = []
-    for layer in model.layers:
-        if hasattr(layer, "layers") and layer.layers:
-            out.extend(_weighted_layers(layer))
-        elif layer.weights:
-            out.append(layer)
-    return out
 
 
 def transfer_optimizer(
