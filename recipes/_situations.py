@@ -84,30 +84,48 @@ def _earlier_stage(card: Card) -> str:
     return card.stages[-2].name
 
 
+def _recipe(
+    recipe: str,
+    name: str,
+    num_classes: int,
+    build_kwargs: dict[str, Any],
+    defaults: dict[str, Any],
+    *,
+    learning_rate: float,
+    epochs: int,
+    notes: str,
+) -> tuple[Any, Plan]:
+    """Build with the recipe's defaults under the user's kwargs; pair it with its plan."""
+    model = build(name, num_classes, **{**defaults, **build_kwargs})
+    plan = Plan(recipe, "adam", learning_rate, epochs=epochs, loss=_loss(num_classes), notes=notes)
+    return model, plan
+
+
 def small_similar(name: str, num_classes: int, **build_kwargs: Any) -> tuple[Any, Plan]:
     """Small data, similar to ImageNet: freeze the whole backbone, train a new head."""
-    model = build(name, num_classes, **build_kwargs)
-    return model, Plan(
+    return _recipe(
         "small_similar",
-        "adam",
-        1e-3,
+        name,
+        num_classes,
+        build_kwargs,
+        {},
+        learning_rate=1e-3,
         epochs=10,
-        loss=_loss(num_classes),
         notes="Only the head trains; the backbone's features are kept as they are.",
     )
 
 
 def large_similar(name: str, num_classes: int, **build_kwargs: Any) -> tuple[Any, Plan]:
     """Large data, similar: fine-tune the whole network from the pretrained init, low LR."""
-    card = get_card(name)
-    build_kwargs.setdefault("trainable_from", card.stages[0].name)
-    model = build(name, num_classes, **build_kwargs)
-    return model, Plan(
+    first = get_card(name).stages[0].name
+    return _recipe(
         "large_similar",
-        "adam",
-        1e-5,
+        name,
+        num_classes,
+        build_kwargs,
+        {"trainable_from": first},
+        learning_rate=1e-5,
         epochs=20,
-        loss=_loss(num_classes),
         notes="Everything trains at a low LR; BatchNorm stays in inference mode. "
         "Train the head alone first for a few epochs if it is new.",
     )
@@ -115,17 +133,15 @@ def large_similar(name: str, num_classes: int, **build_kwargs: Any) -> tuple[Any
 
 def small_different(name: str, num_classes: int, **build_kwargs: Any) -> tuple[Any, Plan]:
     """Small data, different: cut at an earlier stage, add new layers, train only them."""
-    card = get_card(name)
-    build_kwargs.setdefault("cut", _earlier_stage(card))
-    build_kwargs.setdefault("head", (256,))
-    build_kwargs.setdefault("dropout", 0.3)
-    model = build(name, num_classes, **build_kwargs)
-    return model, Plan(
+    cut = _earlier_stage(get_card(name))
+    return _recipe(
         "small_different",
-        "adam",
-        1e-3,
+        name,
+        num_classes,
+        build_kwargs,
+        {"cut": cut, "head": (256,), "dropout": 0.3},
+        learning_rate=1e-3,
         epochs=15,
-        loss=_loss(num_classes),
         notes="Earlier, more generic features; a hidden layer adapts them.",
     )
 
@@ -133,16 +149,15 @@ def small_different(name: str, num_classes: int, **build_kwargs: Any) -> tuple[A
 def large_different(name: str, num_classes: int, **build_kwargs: Any) -> tuple[Any, Plan]:
     """Large data, different: cut at an earlier stage and train everything."""
     card = get_card(name)
-    build_kwargs.setdefault("cut", _earlier_stage(card))
-    build_kwargs.setdefault("trainable_from", card.stages[0].name)
-    build_kwargs.setdefault("head", (256,))
-    model = build(name, num_classes, **build_kwargs)
-    return model, Plan(
+    defaults = {"cut": _earlier_stage(card), "trainable_from": card.stages[0].name, "head": (256,)}
+    return _recipe(
         "large_different",
-        "adam",
-        1e-4,
+        name,
+        num_classes,
+        build_kwargs,
+        defaults,
+        learning_rate=1e-4,
         epochs=30,
-        loss=_loss(num_classes),
         notes="The pretrained weights are only an initialisation here.",
     )
 

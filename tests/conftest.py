@@ -120,3 +120,35 @@ def small_model(fresh_keras):
 
     fresh_keras.utils.set_random_seed(0)
     return zoo_transfer.build("mobilenet_v3_small", 3, weights=None, input_shape=(32, 32, 3))
+
+
+TWO_CPUS = """
+import numpy as np, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(
+    cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
+import keras, zoo_transfer
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+assert strategy.num_replicas_in_sync == 2
+"""
+
+
+@pytest.fixture(name="run_on_two_cpus")
+def run_on_two_cpus_fixture():
+    return run_on_two_cpus
+
+
+def run_on_two_cpus(body: str) -> str:
+    """Run `body` in a fresh process with `strategy`, a MirroredStrategy over 2 logical CPUs.
+
+    Logical devices must be set before TensorFlow starts, hence the subprocess. Returns
+    stdout; fails the test with the end of stderr when the script fails.
+    """
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", TWO_CPUS + body], capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout

@@ -2,17 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 SCRIPT = """
-import numpy as np, tensorflow as tf
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(
-    cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
-import keras, zoo_transfer
-strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-assert strategy.num_replicas_in_sync == 2
 with strategy.scope():
     model = zoo_transfer.build("mobilenet_v3_small", num_classes=2, weights=None,
                                input_shape=(32, 32, 3))
@@ -31,9 +21,5 @@ print("MIRRORED_OK", strategy.num_replicas_in_sync)
 """
 
 
-def test_mirrored_strategy_fit_on_two_logical_cpus():
-    proc = subprocess.run(
-        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=600
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "MIRRORED_OK 2" in proc.stdout
+def test_mirrored_strategy_fit_on_two_logical_cpus(run_on_two_cpus):
+    assert "MIRRORED_OK 2" in run_on_two_cpus(SCRIPT)
