@@ -85,6 +85,14 @@ class GradualUnfreezing(keras.callbacks.Callback):
                 "GradualUnfreezing needs an optimizer built for every layer that may be "
                 "unfrozen. Compile with `zoo_transfer.transfer_optimizer(model, ...)`."
             )
+        fresh = inner.rebind(self.model)  # a reloaded .keras: built for the trainable set only
+        if fresh is not inner:
+            if optimizer is inner:
+                self.model.optimizer = fresh
+            else:
+                optimizer.inner_optimizer = fresh
+            self.model.make_train_function(force=True)
+            inner = fresh
         if inner.per == "group":
             split = self._split_groups()
             if split:

@@ -16,6 +16,11 @@ optimizer), whose learning rate is the base rate times the group's multiplier; w
 - It is built over every variable that can ever train, frozen or not, so the layout
   of its state never depends on the trainable set: `BackupAndRestore` and checkpoints
   restore it whatever was unfrozen. Frozen layers simply receive no update.
+- Its state is saved **by variable path**, not by position, so a `.keras` file restores
+  it even though `keras.saving.load_model` rebuilds the optimizer over the trainable
+  variables only (Keras would otherwise skip the whole state with a warning when the
+  counts differ). `GradualUnfreezing` then rebinds the reloaded optimizer to every
+  layer that may be unfrozen (`rebind`), carrying the restored state over.
 """
 
 from __future__ import annotations
@@ -94,6 +99,23 @@ def resolve_multipliers(groups: Sequence[str], lr_mult: Any) -> dict[str, float]
     )
 
 
+_SEP = "|"  # '/' would nest groups in the h5 weights store
+
+
+def _no_state(store: Any) -> None:
+    """Inner optimizers: their state is saved by the GroupedOptimizer that holds them."""
+
+
+def _potential_variables(model: Any) -> list[Any]:
+    """Every variable of `model` that is or may become trainable."""
+    from zoo_transfer.recipes._weights import weighted_layers
+
+    variables = []
+    for layer in weighted_layers(model):
+        variables.extend(getattr(layer, "_trainable_variables", layer.trainable_weights))
+    return variables
+
+
 def _unit(variable: Any) -> str:
     """The layer a variable belongs to: `conv1/kernel` -> `conv1`."""
     return variable.path.rsplit("/", 1)[0]
@@ -131,7 +153,9 @@ class GroupedOptimizer(keras.optimizers.MultiOptimizer):
         if per not in ("group", "layer"):
             raise BuildArgumentError(f"Expected per='group' or 'layer'. Received: {per!r}")
         self.per = per
-        self._all_variables: list[Any] | None = None
+        # Not tracked: the optimizer's tracker would add model variables to its own state.
+        object.__setattr__(self, "_all_variables", None)
+        object.__setattr__(self, "_pending", {})
         self._by_unit: dict[str, Any] = {}
 
     # ------------------------------------------------------------- inner optimizers
@@ -155,6 +179,9 @@ class GroupedOptimizer(keras.optimizers.MultiOptimizer):
             else:
                 config["learning_rate"] = float(lr) * mult
             inner = self._base_class.from_config(config)
+            # The outer optimizer saves every inner variable by path (see save_own_variables).
+            inner.save_own_variables = _no_state
+            inner.load_own_variables = _no_state
             self._by_unit[unit] = inner
         return self._by_unit[unit]
 
@@ -162,13 +189,71 @@ class GroupedOptimizer(keras.optimizers.MultiOptimizer):
         """Build over every variable of `model` that can ever train (frozen or not)."""
         if self.built:
             return self
-        from zoo_transfer.recipes._weights import weighted_layers
-
-        variables = []
-        for layer in weighted_layers(model):
-            variables.extend(getattr(layer, "_trainable_variables", layer.trainable_weights))
-        self._all_variables = variables
+        object.__setattr__(self, "_all_variables", _potential_variables(model))
         return self
+
+    def covers(self, model: Any) -> bool:
+        """Whether every variable of `model` that may ever train has state here."""
+        if not self.built:
+            return False
+        known = self._var_to_optimizer_idx
+        return all(self._var_key(v) in known for v in _potential_variables(model))
+
+    def rebind(self, model: Any) -> GroupedOptimizer:
+        """This optimizer, or a copy built over every layer of `model` that may train.
+
+        A `.keras` file reloads the optimizer built over the trainable variables only.
+        The copy gets the same config and carries over all state, by variable path
+        (step counters, learning rates, Adam moments, and saved state that had no
+        variable to go to yet). Assign it to `model.optimizer` and re-make the train
+        function; `GradualUnfreezing` does both.
+        """
+        if not self.built:
+            return self.bind(model)
+        if self.covers(model):
+            return self
+        with model.distribute_strategy.scope():
+            fresh = self.__class__.from_config(self.get_config()).bind(model)
+            fresh.build([])
+        state = dict(self._pending)
+        state.update({v.path: v for v in self.variables})
+        fresh._assign_by_path(state)
+        return fresh
+
+    # ------------------------------------------------------------------ state
+    def save_own_variables(self, store: Any) -> None:
+        """Every variable (own and inner) keyed by its path, so any build order loads."""
+        for variable in self.variables:
+            store[variable.path.replace("/", _SEP)] = keras.ops.convert_to_numpy(variable)
+        for path, value in self._pending.items():
+            store[path.replace("/", _SEP)] = value
+
+    def load_own_variables(self, store: Any) -> None:
+        """Assign saved state by path; keep state that has no variable yet for `rebind`."""
+        keys = list(store.keys())
+        if keys and all(k.isdigit() for k in keys):  # saved by position (plain Optimizer)
+            return super().load_own_variables(store)
+        state = {k.replace(_SEP, "/"): store[k] for k in keys}
+        left = self._assign_by_path(state)
+        object.__setattr__(self, "_pending", left)
+
+    def _assign_by_path(self, state: Mapping[str, Any]) -> dict[str, Any]:
+        """Assign `state[path]` to each variable with that path; return the rest."""
+        import numpy as np
+
+        left = dict(state)
+        for variable in self.variables:
+            if variable.path not in left:
+                continue
+            value = np.asarray(left.pop(variable.path))
+            if tuple(value.shape) != tuple(variable.shape):
+                raise ValueError(
+                    f"Saved optimizer state {variable.path} has shape {value.shape}, but the "
+                    f"model needs {tuple(variable.shape)}. The file belongs to another model."
+                )
+            variable.assign(value)
+        # state of variables that cannot train yet is zero unless it trained before
+        return {p: np.asarray(v) for p, v in left.items() if np.any(np.asarray(v))}
 
     def build(self, var_list: Sequence[Any]) -> None:
         if self.built:

@@ -241,3 +241,77 @@ def test_batchnorm_policy(fresh_keras, small_data, policy):
         np.testing.assert_array_equal(after[1], start4)  # unfrozen, still inference mode
     else:
         assert not np.array_equal(after[1], start4)  # unfrozen and training its statistics
+
+
+def test_keras_file_saved_mid_fit_resumes_with_the_optimizer_state(
+    fresh_keras, tmp_path, small_data
+):
+    """Save a `.keras` after epoch 2 of 4, reload, finish: same weights as one run.
+
+    Keras reloads the optimizer built over the trainable variables only and would skip
+    its state (with a warning) when the count differs. `GroupedOptimizer` saves by path,
+    and `GradualUnfreezing` rebinds the reloaded optimizer before stage3 unfreezes.
+    """
+    import warnings
+
+    import keras
+
+    import zoo_transfer
+
+    schedule = {1: "stage4", 3: "stage3"}
+    path = tmp_path / "mid.keras"
+
+    class SaveThenCrash(keras.callbacks.Callback):
+        state: dict = {}
+
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                self.model.save(path)
+                opt = self.model.optimizer
+                SaveThenCrash.state = {v.path: v.numpy().copy() for v in opt.variables}
+                raise KeyboardInterrupt("simulated kill")
+
+    def fresh_model():
+        keras.backend.clear_session()
+        keras.utils.set_random_seed(0)
+        model = zoo_transfer.build(
+            "mobilenet_v3_small", 3, weights=None, input_shape=(32, 32, 3), dropout=0.0
+        )
+        model.compile(
+            transfer_optimizer(model, "adam", learning_rate=1e-2), "sparse_categorical_crossentropy"
+        )
+        return model
+
+    fit = dict(batch_size=8, shuffle=False, verbose=0)
+    reference = fresh_model()
+    reference.fit(*small_data, epochs=4, callbacks=[GradualUnfreezing(schedule, verbose=0)], **fit)
+    expected = [w.numpy() for w in reference.weights]
+
+    interrupted = fresh_model()
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.fit(
+            *small_data,
+            epochs=4,
+            callbacks=[GradualUnfreezing(schedule, verbose=0), SaveThenCrash()],
+            **fit,
+        )
+    saved = SaveThenCrash.state
+    assert any(np.any(v) for p, v in saved.items() if "velocity" in p)  # real Adam state
+
+    keras.backend.clear_session()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = keras.saving.load_model(path)
+    assert not [w for w in caught if "optimizer" in str(w.message).lower()]
+    restored = {v.path: v.numpy() for v in model.optimizer.variables}
+    for p, value in restored.items():  # built over the trainable set, state restored by path
+        np.testing.assert_array_equal(value, saved[p], err_msg=p)
+    assert len(restored) < len(saved)
+
+    unfreeze = GradualUnfreezing(schedule, verbose=0)
+    model.fit(*small_data, initial_epoch=2, epochs=4, callbacks=[unfreeze], **fit)
+    assert len(model.optimizer.variables) == len(saved)  # rebound to every layer
+    backbone = model.get_layer("mobilenet_v3_small")
+    assert backbone.get_layer("expanded_conv_5_project").trainable  # stage3, unfrozen at 3
+    for w, want in zip(model.weights, expected, strict=True):
+        np.testing.assert_allclose(w.numpy(), want, rtol=1e-5, atol=1e-6, err_msg=w.path)
