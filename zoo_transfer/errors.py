@@ -76,3 +76,39 @@ class WeightsCorruptError(ZooTransferError, ValueError):
 
 class WeightsMismatchError(ZooTransferError, ValueError):
     """A weights file that does not fit the architecture; the message lists the layers."""
+
+
+class ModelFileError(ZooTransferError, OSError):
+    """A model to load for inference that is missing, not a `.keras` file, or unreadable."""
+
+
+class ImageFileError(ZooTransferError, ValueError):
+    """An image file (or image folder) that is missing or cannot be decoded."""
+
+
+class LabelMismatchError(ZooTransferError, ValueError):
+    """Class names that do not fit a model's outputs or a data set's classes."""
+
+
+class ReportArgumentError(ZooTransferError, ValueError):
+    """An argument to `write_report` (history, events, confusion, images) it cannot draw."""
+
+
+class DataError(ZooTransferError, ValueError):
+    """A data source that `zoo_transfer.data.load` cannot read; the message says the fix."""
+
+
+class DataWarning(UserWarning):
+    """Data that `zoo_transfer.data.load` left out, such as corrupt or non-image files."""
+
+
+class OutputFolderError(ZooTransferError, FileExistsError):
+    """An out folder that would lose earlier work, or has nothing to resume."""
+
+
+class TrainingInterrupted(ZooTransferError, KeyboardInterrupt):
+    """Training was stopped (Ctrl-C); the checkpoint is saved and `resume_command` continues."""
+
+    def __init__(self, message: str, resume_command: str = ""):
+        super().__init__(message)
+        self.resume_command = resume_command

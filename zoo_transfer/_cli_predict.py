@@ -1,0 +1,99 @@
+"""`zoo-transfer predict` and `zoo-transfer evaluate`.
+
+Both load Keras only when run, so registering them keeps `zoo-transfer list` TF-free.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from zoo_transfer.errors import UnknownModelError, ZooTransferError
+
+FORMAT = click.Choice(["table", "json"])
+WEIGHTS_HELP = (
+    "For a zoo name: a weights file (.h5, .weights.h5) instead of the Keras ImageNet cache "
+    "(offline machines)."
+)
+
+
+def _fail(message: str, code: int) -> None:
+    from zoo_transfer.cli import _fail as fail
+
+    fail(message, code)
+
+
+def _load(model: str, weights: Path | None):
+    from zoo_transfer.predict import load_for_inference
+
+    return load_for_inference(model, weights=weights)
+
+
+@click.command("predict")
+@click.argument("model")
+@click.argument(
+    "images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option("--top-k", default=5, show_default=True, type=click.IntRange(min=1))
+@click.option("--format", "fmt", type=FORMAT, default="table", show_default=True)
+@click.option("--weights", type=click.Path(exists=True, path_type=Path), help=WEIGHTS_HELP)
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
+def predict_cmd(
+    model: str,
+    images: tuple[Path, ...],
+    top_k: int,
+    fmt: str,
+    weights: Path | None,
+    batch_size: int,
+) -> None:
+    """Top classes of IMAGES by MODEL (a .keras file or a zoo name with ImageNet classes).
+
+    JSON output: a list of {"path", "top": [{"rank", "class", "index", "probability"}]}.
+    """
+    from zoo_transfer.predict import predict_files, predictions_json, predictions_table
+
+    try:
+        net, names, size = _load(model, weights)
+        preds = predict_files(
+            net, images, class_names=names, image_size=size, top_k=top_k, batch_size=batch_size
+        )
+    except UnknownModelError as exc:
+        _fail(f"{exc} Or pass the path of a .keras file.", 2)
+    except ZooTransferError as exc:
+        _fail(str(exc), 1)
+    click.echo(predictions_json(preds) if fmt == "json" else predictions_table(preds))
+
+
+@click.command("evaluate")
+@click.argument("model")
+@click.option(
+    "--data",
+    "data",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Folder with one subfolder per class, named after the model's labels.",
+)
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
+@click.option("--format", "fmt", type=FORMAT, default="table", show_default=True)
+@click.option("--weights", type=click.Path(exists=True, path_type=Path), help=WEIGHTS_HELP)
+def evaluate_cmd(model: str, data: Path, batch_size: int, fmt: str, weights: Path | None) -> None:
+    """Accuracy, per-class precision/recall and confusion matrix of MODEL on --data.
+
+    JSON output: {"accuracy", "num_samples", "classes": [{"name", "precision", "recall",
+    "support"}], "confusion_matrix" (rows true, columns predicted), "misclassified",
+    "samples": [{"item", "true", "true_index", "predicted", "predicted_index",
+    "probability", "correct"}]}.
+    """
+    from zoo_transfer.predict import evaluate, image_folder
+
+    try:
+        net, names, size = _load(model, weights)
+        result = evaluate(
+            net, image_folder(data, names), names, batch_size=batch_size, image_size=size
+        )
+    except UnknownModelError as exc:
+        _fail(f"{exc} Or pass the path of a .keras file.", 2)
+    except ZooTransferError as exc:
+        _fail(str(exc), 1)
+    click.echo(result.to_json() if fmt == "json" else result.to_table())
