@@ -122,6 +122,9 @@ def imagenet_weights_file(
     if cached.exists():
         verify_file(cached, w.hash)
         return cached
+    local = _local_source(w.url)
+    if local is not None:  # file:// (e.g. weights shipped in a package): checked, then cached
+        _check_local_source(card, local, w.hash)
     how = (
         f"Run `zoo-transfer fetch {card.name}` on a connected machine and copy "
         f"{root / w.cache_subdir} here (or set KERAS_HOME), or pass a local "
@@ -142,6 +145,33 @@ def imagenet_weights_file(
     except Exception as exc:
         raise WeightsUnavailableError(f"Downloading {w.url} failed: {exc}. {how}") from exc
     return Path(path)
+
+
+def _local_source(url: str) -> Path | None:
+    """The local path of a `file://` URL, else None."""
+    from urllib.request import url2pathname
+
+    parsed = urlparse(url)
+    return Path(url2pathname(parsed.path)) if parsed.scheme == "file" else None
+
+
+def _check_local_source(card: Card, path: Path, expected_hash: str | None) -> None:
+    """Refuse a missing or modified local source before Keras copies it into the cache."""
+    if not path.is_file():
+        raise WeightsUnavailableError(
+            f"The weights of {card.name} should be at {path}, which does not exist. "
+            "Reinstall the package that ships them, or pass a weights file as `weights=PATH`."
+        )
+    if expected_hash:
+        algorithm = "sha256" if len(expected_hash) == 64 else "md5"
+        actual = file_digest(path, algorithm)
+        if actual != expected_hash:
+            raise WeightsCorruptError(
+                f"{path}, the source of {card.name}'s weights, fails its {algorithm} check "
+                f"(expected {expected_hash}, got {actual}): it was modified or truncated. It "
+                "was left in place; reinstall the package that ships it, or pass a good "
+                "file as `weights=`."
+            )
 
 
 # ------------------------------------------------------------------ by-name loading

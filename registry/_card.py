@@ -105,7 +105,11 @@ class Stage:
 
 @dataclass(frozen=True)
 class WeightsFile:
-    """One weights file exactly as Keras requests it (`keras.utils.get_file`)."""
+    """One weights file exactly as Keras requests it (`keras.utils.get_file`).
+
+    A card file may give `url` as `package://PKG/path/in/package` for weights shipped
+    inside an installed Python package; loading turns it into that file's `file://` URL.
+    """
 
     file: str
     url: str
@@ -380,10 +384,48 @@ def _weights(c: _Checker, d: Mapping, key: str) -> WeightsFile | None:
         sub.fail("hash", f"expected an md5 or sha256 hex digest, got {h!r}")
     return WeightsFile(
         file=sub.str_(w, "file"),
-        url=sub.str_(w, "url", pattern=re.compile(r"^(https?|file)://")),
+        url=_resolve_url(sub, sub.str_(w, "url", pattern=re.compile(r"^(https?|file|package)://"))),
         hash=h,
         cache_subdir=sub.str_(w, "cache_subdir", optional=True) or "models",
     )
+
+
+def resolve_package_url(url: str) -> str:
+    """`package://PKG/rel/path` -> the `file://` URL of that file in installed `PKG`.
+
+    Other URLs come back unchanged. The package is located without importing it.
+    Raises `ValueError` naming the package when it is not installed.
+
+    ```python
+    resolve_package_url("package://zoo_transfer/assets/digits.npz")  # 'file:///.../digits.npz'
+    ```
+    """
+    import importlib.util
+    from pathlib import Path
+    from urllib.parse import urlsplit
+
+    if not url.startswith("package://"):
+        return url
+    parts = urlsplit(url)
+    try:
+        spec = importlib.util.find_spec(parts.netloc)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError(
+            f"Expected `package://PKG/...` to name an installed Python package. Received: "
+            f"{url!r}, and {parts.netloc!r} is not an installed package."
+        )
+    root = Path(next(iter(spec.submodule_search_locations)))
+    return root.joinpath(*[p for p in parts.path.split("/") if p]).resolve().as_uri()
+
+
+def _resolve_url(c: _Checker, url: str) -> str:
+    try:
+        return resolve_package_url(url)
+    except ValueError as exc:
+        c.fail("url", str(exc))
+        raise  # unreachable: fail() raises
 
 
 def card_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> Card:

@@ -203,6 +203,15 @@ def fetch_cmd(names: tuple[str, ...], to: Path | None) -> None:
         sys.exit(1)
 
 
+from zoo_transfer._cli_predict import evaluate_cmd, predict_cmd  # noqa: E402
+from zoo_transfer._cli_train import demo_cmd, train_cmd  # noqa: E402
+
+cli.add_command(predict_cmd)
+cli.add_command(evaluate_cmd)
+cli.add_command(train_cmd)
+cli.add_command(demo_cmd)
+
+
 def main() -> None:
     cli(prog_name="zoo-transfer")
 

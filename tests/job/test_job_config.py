@@ -1,0 +1,97 @@
+"""JobConfig, the option parsers and the out-folder rules: nothing the user made is lost."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from zoo_transfer.errors import BuildArgumentError, OutputFolderError
+from zoo_transfer.job import (
+    JobConfig,
+    parse_lr_mult,
+    parse_sizes,
+    parse_unfreeze,
+    prepare_out,
+    progressive_schedule,
+)
+
+
+def test_parsers_turn_cli_text_into_values():
+    assert parse_sizes("96,128, 160") == [96, 128, 160]
+    assert parse_unfreeze("2:stage4,4:stage3") == {2: "stage4", 4: "stage3"}
+    assert parse_lr_mult("0.01,1") == [0.01, 1.0]
+
+
+@pytest.mark.parametrize(
+    "parser, text, message",
+    [
+        (parse_sizes, "160,128", "increasing"),
+        (parse_sizes, "a,b", "increasing"),
+        (parse_unfreeze, "stage4", "EPOCH:STAGE"),
+        (parse_lr_mult, "0.1", "lo,hi"),
+        (parse_lr_mult, "1,0.1", "lo <= hi"),
+    ],
+)
+def test_parsers_name_the_bad_text(parser, text, message):
+    with pytest.raises(BuildArgumentError, match=message):
+        parser(text)
+
+
+def test_progressive_schedule_spreads_sizes_over_the_epochs():
+    assert progressive_schedule([96, 128, 160], 6) == {0: 96, 2: 128, 4: 160}
+    assert progressive_schedule([24, 32], 5) == {0: 24, 2: 32}
+    with pytest.raises(BuildArgumentError, match="at least 3 epochs"):
+        progressive_schedule([96, 128, 160], 2)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"epochs": 0}, "epochs >= 1"),
+        ({"recipe": "tiny"}, "Unknown recipe"),
+        ({"strategy": "cluster"}, "Unknown strategy"),
+        ({"precision": "float16"}, "Unknown precision"),
+        ({"unfreeze": {5: "stage4"}, "epochs": 5}, "epoch 5"),
+    ],
+)
+def test_bad_configs_fail_before_anything_runs(kwargs, message):
+    with pytest.raises(BuildArgumentError, match=message):
+        JobConfig("digitnet", "zoo:digits", **kwargs)
+
+
+def test_config_json_round_trip():
+    config = JobConfig("digitnet", "zoo:digits", progressive=[24, 32], unfreeze={2: "stage3"})
+    again = JobConfig.from_json(json.loads(json.dumps(config.to_json())))
+    assert again == config
+
+
+def _config(**kw):
+    return JobConfig("digitnet", "zoo:digits", **kw)
+
+
+def test_an_existing_folder_is_refused_and_kept(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(OutputFolderError, match="--resume .* --overwrite"):
+        prepare_out(tmp_path, _config(), resume=False, overwrite=False)
+    with pytest.raises(OutputFolderError, match="not a zoo-transfer out folder"):
+        prepare_out(tmp_path, _config(), resume=False, overwrite=True)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_overwrite_replaces_an_earlier_run_only(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps(_config().to_json()))
+    (tmp_path / "history.json").write_text("[]")
+    prepare_out(tmp_path, _config(), resume=False, overwrite=True)
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())
+
+
+def test_resume_needs_a_run_and_the_same_options(tmp_path):
+    with pytest.raises(OutputFolderError, match="Nothing to resume"):
+        prepare_out(tmp_path, _config(), resume=True, overwrite=False)
+    (tmp_path / "config.json").write_text(json.dumps(_config(epochs=5).to_json()))
+    assert prepare_out(tmp_path, _config(epochs=8), resume=True, overwrite=False).epochs == 8
+    with pytest.raises(OutputFolderError, match=r"lr \(None -> 0.1\)"):
+        prepare_out(tmp_path, _config(lr=0.1), resume=True, overwrite=False)
+    with pytest.raises(BuildArgumentError, match="not both"):
+        prepare_out(tmp_path, _config(), resume=True, overwrite=True)

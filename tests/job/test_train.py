@@ -1,0 +1,222 @@
+"""`zoo-transfer train`: the out folder, skipped files, stage events, bad input, resume.
+
+All runs use the embedded `digitnet` card (offline weights, 32 px) on a digits folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from zoo_transfer.cli import cli
+
+TRAIN = ["train", "digitnet", "--batch-size", "8", "--augment", "none", "--quiet"]
+
+
+def _run(*args: str):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def finished_run(digit_folder, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "digits"
+    with pytest.warns(UserWarning, match="2 ") as caught:
+        result = _run(
+            *TRAIN,
+            "--data", str(digit_folder),
+            "--epochs", "4",
+            "--progressive", "32,40",
+            "--unfreeze", "2:stage3",
+            "--lr", "0.003",
+            "--out", str(out),
+        )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return out, result.output, caught
+
+
+def test_out_folder_holds_models_history_config_and_report(finished_run, digit_folder):
+    out, output, _ = finished_run
+    for name in (
+        "best.keras", "final.keras", "labels.json", "history.json", "config.json",
+        "metrics.json", "report.html", "curves.png", "confusion.png", "misclassified.png",
+    ):  # fmt: skip
+        assert (out / name).is_file(), name
+    assert json.loads((out / "labels.json").read_text()) == ["5", "6", "7", "8", "9"]
+    config = json.loads((out / "config.json").read_text())
+    assert config["progressive"] == [32, 40] and config["unfreeze"] == {"2": "stage3"}
+    assert config["data"] == str(digit_folder)
+    history = json.loads((out / "history.json").read_text())
+    assert [r["epoch"] for r in history] == [0, 1, 2, 3]
+    assert [r["image_size"] for r in history] == [32, 32, 40, 40]
+    params = [r["trainable_params"] for r in history]
+    assert params[0] == params[1] < params[2] == params[3]  # stage3 unfrozen at epoch 2
+    assert "done: val_accuracy" in output
+
+
+def test_stage_events_reach_the_report(finished_run):
+    from zoo_transfer.job import _as_lists, _events
+
+    out, _, _ = finished_run
+    events = _events(_as_lists(json.loads((out / "history.json").read_text())))
+    assert [(e["epoch"], e["kind"]) for e in events] == [(2, "resize"), (2, "unfreeze")]
+    html = (out / "report.html").read_text()
+    assert "32 -&gt; 40 px" in html or "32 -> 40 px" in html
+    assert "unfreeze" in html
+
+
+def test_two_bad_files_are_skipped_and_reported(finished_run):
+    out, output, caught = finished_run
+    assert "skipped 2 unreadable files" in output
+    messages = " ".join(str(w.message) for w in caught)
+    assert "broken.jpg" in messages and "notes.jpg" in messages
+
+
+def test_final_model_predicts_like_evaluate_with_its_labels(finished_run, digit_folder):
+    from zoo_transfer.predict import read_labels
+
+    out, _, _ = finished_run
+    assert read_labels(out / "final.keras") == ["5", "6", "7", "8", "9"]
+    image = digit_folder / "8" / "001.png"
+    predicted = json.loads(
+        _run("predict", str(out / "final.keras"), str(image), "--format", "json").stdout
+    )
+    evaluated = json.loads(
+        _run("evaluate", str(out / "final.keras"), "--data", str(digit_folder), "--format",
+             "json").stdout
+    )  # fmt: skip
+    sample = next(s for s in evaluated["samples"] if s["item"].endswith("8/001.png"))
+    assert predicted[0]["top"][0]["class"] == sample["predicted"]
+
+
+def test_an_existing_out_folder_is_refused_and_left_intact(finished_run, digit_folder):
+    out, _, _ = finished_run
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
+    result = CliRunner().invoke(cli, [*TRAIN, "--data", str(digit_folder), "--out", str(out)])
+    assert result.exit_code == 2
+    assert "--resume" in result.output and "--overwrite" in result.output
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
+
+
+def test_resume_with_other_classes_is_refused(finished_run, digit_folder, tmp_path, make_folder):
+    out, _, _ = finished_run
+    config = json.loads((out / "config.json").read_text())
+    other = make_folder(tmp_path / "three", per_class=3, classes=3)
+    config["data"] = str(other)
+    moved = tmp_path / "run"
+    moved.mkdir()
+    for name in ("config.json", "labels.json", "history.json"):
+        (moved / name).write_text((out / name).read_text())
+    (moved / "config.json").write_text(json.dumps(config))
+    args = [*TRAIN, "--data", str(other), "--epochs", "4", "--progressive", "32,40",
+            "--unfreeze", "2:stage3", "--lr", "0.003", "--out", str(moved), "--resume"]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    assert "5 classes" in result.output and "now has 3" in result.output
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--image-size", "8"], "8 px is below digitnet.digits04's minimum input of 16 px"),
+        (["--progressive", "96,64"], "increasing sizes"),
+        (["--unfreeze", "7:stage3"], "epoch 7"),
+        (["--unfreeze", "1:stage9"], "stage9"),
+    ],
+)
+def test_bad_options_fail_before_training(digit_folder, tmp_path, args, message):
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        cli, [*TRAIN, "--data", str(digit_folder), "--epochs", "3", "--out", str(out), *args]
+    )
+    assert result.exit_code != 0
+    assert message in result.output
+    assert not (out / "final.keras").exists()
+
+
+@pytest.mark.parametrize("kind", ["missing", "empty", "single"])
+def test_bad_data_fails_clearly_and_keeps_an_earlier_run(tmp_path, kind, make_folder):
+    data = tmp_path / "data"
+    if kind == "empty":
+        data.mkdir()
+    elif kind == "single":
+        (data / "only").mkdir(parents=True)
+        make_folder(tmp_path / "one", per_class=2, classes=1)
+        data = tmp_path / "one"
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "config.json").write_text("{}")  # an earlier run that --overwrite may replace
+    result = CliRunner().invoke(
+        cli, [*TRAIN, "--data", str(data), "--out", str(out), "--overwrite"]
+    )
+    assert result.exit_code == 2, result.output
+    assert str(data) in result.output
+    assert (out / "config.json").read_text() == "{}"  # not replaced: the data was bad
+
+
+# ----------------------------------------------------------------- signals and resume
+def _spawn(args: list[str]) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "zoo_transfer", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def _records(out: Path) -> list[dict]:
+    try:
+        return json.loads((out / "history.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return []
+
+
+def _stop_when(proc: subprocess.Popen, out: Path, done: int, sig: int) -> tuple[int, str]:
+    """Send `sig` once `done` epochs are in history.json; return (epochs done, stderr)."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if len(_records(out)) >= done:
+            proc.send_signal(sig)
+            break
+        time.sleep(0.02)
+    _, err = proc.communicate(timeout=120)
+    return len(_records(out)), err
+
+
+def test_ctrl_c_then_kill_9_then_resume_finishes_the_same_schedule(digit_folder, tmp_path):
+    out = tmp_path / "run"
+    args = [*TRAIN, "--data", str(digit_folder), "--epochs", "5", "--progressive", "32,40",
+            "--unfreeze", "3:stage3", "--out", str(out)]  # fmt: skip
+
+    first = _spawn(args)
+    done, err = _stop_when(first, out, 1, signal.SIGINT)  # Ctrl-C during epoch 2
+    assert first.returncode == 130, err
+    assert 1 <= done < 5
+    assert "Continue with:" in err and "--resume" in err
+    assert (out / "interrupted.keras").is_file()
+
+    second = _spawn([*args, "--resume"])
+    done, _ = _stop_when(second, out, 3, signal.SIGKILL)  # kill -9 during epoch 4
+    assert second.returncode == -signal.SIGKILL
+    assert 3 <= done < 5
+    kept = _records(out)
+
+    third = _spawn([*args, "--resume"])
+    _, err = third.communicate(timeout=600)
+    assert third.returncode == 0, err
+    history = _records(out)
+    assert [r["epoch"] for r in history] == [0, 1, 2, 3, 4]
+    assert history[: len(kept)] == kept  # finished epochs were not run again
+    assert [r["image_size"] for r in history] == [32, 32, 40, 40, 40]
+    params = [r["trainable_params"] for r in history]
+    assert params[0] == params[1] == params[2] < params[3] == params[4]
+    assert (out / "final.keras").is_file() and not (out / "interrupted.keras").exists()

@@ -1,0 +1,156 @@
+"""`zoo-transfer train` and `zoo-transfer demo`: the training job from the shell.
+
+TensorFlow is imported only when a command runs, so `zoo-transfer list` stays fast.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+from zoo_transfer.errors import TrainingInterrupted, ZooTransferError
+
+
+def _fail(message: str, code: int = 2) -> None:
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(code)
+
+
+def _command_line() -> str:
+    return " ".join(["zoo-transfer", *(shlex.quote(a) for a in sys.argv[1:])])
+
+
+@click.command("train")
+@click.argument("model")
+@click.option("--data", "data", required=True, help="Folder of class subfolders, or tfds:NAME.")
+@click.option("--validation", help="Separate validation source (else --validation-split).")
+@click.option("--validation-split", type=float, default=0.2, show_default=True)
+@click.option("--epochs", type=int, default=5, show_default=True)
+@click.option(
+    "--recipe",
+    type=click.Choice(
+        ["auto", "small-similar", "small-different", "large-similar", "large-different"]
+    ),
+    default="auto",
+    show_default=True,
+)
+@click.option(
+    "--similar/--different",
+    default=True,
+    show_default=True,
+    help="Is the data like the pretraining data (ImageNet)? Decides --recipe auto.",
+)
+@click.option("--image-size", type=int, help="Training side in pixels (default: the card's).")
+@click.option("--progressive", help="Sizes spread over the epochs, e.g. 128,160,224.")
+@click.option("--unfreeze", help="EPOCH:STAGE pairs (0-based epochs), e.g. 2:stage4,4:stage3.")
+@click.option("--lr", type=float, help="Base learning rate (default: the recipe's).")
+@click.option("--lr-mult", help="Discriminative LR spread lo,hi from stem to head, e.g. 0.01,1.")
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option(
+    "--weights", default="imagenet", show_default=True, help="imagenet, a weights file, or none."
+)
+@click.option(
+    "--augment",
+    type=click.Choice(["none", "light", "medium", "heavy"]),
+    default="light",
+    show_default=True,
+)
+@click.option("--out", type=click.Path(path_type=Path), help="Out folder (default runs/MODEL).")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last epoch.")
+@click.option("--overwrite", is_flag=True, help="Replace the earlier run in --out.")
+@click.option(
+    "--strategy",
+    type=click.Choice(["auto", "mirrored", "tpu", "multiworker"]),
+    default="auto",
+    show_default=True,
+)
+@click.option(
+    "--precision",
+    type=click.Choice(["float32", "mixed_float16", "mixed_bfloat16"]),
+    default="float32",
+    show_default=True,
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def train_cmd(model: str, **opts) -> None:
+    """Fine-tune MODEL on --data into an out folder (models, history, report).
+
+    \b
+    zoo-transfer train mobilenet_v3_small --data photos/ --progressive 160,224 \\
+        --unfreeze 3:stage4 --epochs 6 --out runs/photos
+    """
+    from zoo_transfer.job import JobConfig, parse_lr_mult, parse_sizes, parse_unfreeze, run
+
+    if opts["image_size"] and opts["progressive"]:
+        _fail("Pass --image-size or --progressive, not both.")
+    try:
+        config = JobConfig(
+            model=model,
+            data=opts["data"],
+            epochs=opts["epochs"],
+            recipe=opts["recipe"],
+            similar=opts["similar"],
+            image_size=opts["image_size"],
+            progressive=parse_sizes(opts["progressive"]) if opts["progressive"] else None,
+            unfreeze=parse_unfreeze(opts["unfreeze"]) if opts["unfreeze"] else {},
+            lr=opts["lr"],
+            lr_mult=parse_lr_mult(opts["lr_mult"]) if opts["lr_mult"] else None,
+            batch_size=opts["batch_size"],
+            weights=opts["weights"],
+            augment=opts["augment"],
+            validation=opts["validation"],
+            validation_split=opts["validation_split"],
+            strategy=opts["strategy"],
+            precision=opts["precision"],
+            seed=opts["seed"],
+        )
+        out = opts["out"] or Path("runs") / model.replace("/", "_")
+        result = run(
+            config,
+            out,
+            resume=opts["resume"],
+            overwrite=opts["overwrite"],
+            verbose=0 if opts["quiet"] else 1,
+            command=_command_line(),
+        )
+    except TrainingInterrupted as exc:
+        _fail(str(exc), 130)
+    except ZooTransferError as exc:
+        _fail(str(exc))
+    acc = result.val_accuracy
+    if opts["strategy"] == "multiworker":
+        click.echo(f"weights fingerprint: {result.fingerprint}")
+    if result.skipped:
+        click.echo(f"skipped {len(result.skipped)} unreadable files (see config in the report)")
+    click.echo(
+        f"done: val_accuracy {'-' if acc is None else f'{acc:.4f}'}; "
+        f"models, history and report in {result.out}"
+    )
+
+
+@click.command("demo")
+@click.option("--model", default="digitnet", show_default=True, help="A zoo name.")
+@click.option(
+    "--data",
+    default="zoo:digits",
+    show_default=True,
+    help="zoo:digits (embedded, offline) or a source such as tfds:tf_flowers.",
+)
+@click.option("--epochs", type=int, default=8, show_default=True)
+@click.option(
+    "--out", type=click.Path(path_type=Path), help="New folder (default: zoo-transfer-demo[-N])."
+)
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def demo_cmd(model: str, data: str, epochs: int, out: Path | None, quiet: bool) -> None:
+    """The main job, offline: transfer vs from scratch, with models and a report."""
+    from zoo_transfer.demo import demo
+
+    try:
+        demo(model, data, out=out, epochs=epochs, verbose=0 if quiet else 2, echo=click.echo)
+    except TrainingInterrupted as exc:
+        _fail(str(exc), 130)
+    except ZooTransferError as exc:
+        _fail(str(exc))

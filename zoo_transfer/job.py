@@ -1,0 +1,634 @@
+"""A training job: data source -> recipe -> `fit` with the callbacks -> an out folder.
+
+The out folder is the unit of work. It holds everything needed to use, judge and rerun
+the run, and nothing in it is ever overwritten by accident:
+
+| file | what |
+|------|------|
+| `config.json` | the resolved `JobConfig`: `zoo-transfer train --config`-free rerun |
+| `labels.json` | class names, in the order of the model's outputs |
+| `history.json` | one record per finished epoch (metrics, image size, trainable params) |
+| `best.keras`, `final.keras` | best validation accuracy, and the last epoch (labels inside) |
+| `backup/` | `BackupAndRestore` state: `--resume` continues from the last finished epoch, |
+|           | and a finished run resumed with more `--epochs` trains on |
+| `report.html` + PNGs | curves with unfreeze/resize markers, confusion matrix, mistakes |
+
+An existing out folder is refused unless `resume=True` (continue it) or
+`overwrite=True` (replace a previous zoo-transfer run; a folder that is not one is never
+deleted). Ctrl-C saves `interrupted.keras` and raises `TrainingInterrupted`, whose
+message names the resume command; a kill -9 loses at most the running epoch.
+
+```python
+from zoo_transfer.job import JobConfig, run
+result = run(JobConfig("mobilenet_v3_small", "photos/", epochs=5,
+                       progressive=[128, 160, 224], unfreeze={3: "stage4"}), "runs/photos")
+print(result.val_accuracy)
+```
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zoo_transfer.errors import (
+    BuildArgumentError,
+    LabelMismatchError,
+    OutputFolderError,
+    TrainingInterrupted,
+)
+
+RECIPE_NAMES = ("auto", "small-similar", "small-different", "large-similar", "large-different")
+STRATEGIES = ("auto", "mirrored", "tpu", "multiworker")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+EMBEDDED_DATA = "zoo:digits"  # the demo's digits, shipped with the package
+_RUN_FILES = ("config.json", "history.json", "labels.json")
+
+
+@dataclass
+class JobConfig:
+    """Everything a training run needs; saved as `config.json` in the out folder.
+
+    Args:
+        model: a zoo name (`zoo-transfer list`).
+        data: a data source for `zoo_transfer.data.load` (folder, `tfds:NAME[:SPLIT]`) or
+            `"zoo:digits"` (the embedded demo data).
+        epochs: total epochs.
+        recipe: `auto` (from the number of images and `similar`) or a situation recipe.
+        similar: whether the data resembles the pretraining data (decides `auto`).
+        image_size: training side in pixels (default: the card's input size).
+        progressive: sizes, e.g. `[128, 160, 224]`, spread evenly over the epochs.
+        unfreeze: `{epoch: stage or layer}` for `GradualUnfreezing`.
+        lr: base learning rate (default: the recipe's). lr_mult: `(lo, hi)` spread.
+        validation: a separate validation source; else `validation_split` of `data`.
+        weights: `imagenet`, a weights file, or `none`.
+        strategy, precision: distribution strategy and Keras dtype policy.
+    """
+
+    model: str
+    data: str
+    epochs: int = 5
+    recipe: str = "auto"
+    similar: bool = True
+    image_size: int | None = None
+    progressive: list[int] | None = None
+    unfreeze: dict[int, str] = field(default_factory=dict)
+    lr: float | None = None
+    lr_mult: list[float] | None = None
+    batch_size: int = 32
+    weights: str = "imagenet"
+    augment: str = "light"
+    validation: str | None = None
+    validation_split: float | None = 0.2
+    strategy: str = "auto"
+    precision: str = "float32"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.unfreeze = {int(k): str(v) for k, v in (self.unfreeze or {}).items()}
+        if not isinstance(self.epochs, int) or self.epochs < 1:
+            raise BuildArgumentError(f"Expected epochs >= 1. Received: epochs={self.epochs!r}")
+        if self.recipe not in RECIPE_NAMES:
+            raise BuildArgumentError(
+                f"Unknown recipe {self.recipe!r}. Choose one of: {', '.join(RECIPE_NAMES)}."
+            )
+        if self.strategy not in STRATEGIES:
+            raise BuildArgumentError(
+                f"Unknown strategy {self.strategy!r}. Choose one of: {', '.join(STRATEGIES)}."
+            )
+        if self.precision not in PRECISIONS:
+            raise BuildArgumentError(
+                f"Unknown precision {self.precision!r}. Choose one of: {', '.join(PRECISIONS)}."
+            )
+        if self.batch_size < 1:
+            raise BuildArgumentError(f"Expected batch_size >= 1. Received: {self.batch_size}")
+        late = [e for e in self.unfreeze if e >= self.epochs or e < 0]
+        if late:
+            raise BuildArgumentError(
+                f"The unfreeze schedule names epoch {late[0]}, but the run has epochs "
+                f"0-{self.epochs - 1}. Drop it or raise --epochs."
+            )
+        if self.progressive is not None:
+            self.progressive = [int(s) for s in self.progressive]
+            progressive_schedule(self.progressive, self.epochs)  # raises if it cannot fit
+
+    def to_json(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["unfreeze"] = {str(k): v for k, v in self.unfreeze.items()}
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> JobConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+@dataclass
+class JobResult:
+    """What a finished run produced."""
+
+    out: Path
+    history: dict[str, list]
+    class_names: list[str]
+    val_accuracy: float | None
+    skipped: list[str]
+    events: list[dict[str, Any]]
+    model: Any = None
+    fingerprint: str = ""  # md5 of the final weights: equal on every worker of a run
+
+
+# ---------------------------------------------------------------- parsing helpers
+def parse_sizes(text: str) -> list[int]:
+    """`"128,160,224"` -> `[128, 160, 224]`."""
+    try:
+        sizes = [int(s) for s in str(text).split(",") if s.strip()]
+    except ValueError:
+        sizes = []
+    if not sizes or any(s < 1 for s in sizes) or sizes != sorted(sizes):
+        raise BuildArgumentError(
+            f"Expected increasing sizes such as '128,160,224'. Received: {text!r}"
+        )
+    return sizes
+
+
+def parse_unfreeze(text: str) -> dict[int, str]:
+    """`"2:stage4,4:stage3"` -> `{2: "stage4", 4: "stage3"}`."""
+    out: dict[int, str] = {}
+    for part in str(text).split(","):
+        if not part.strip():
+            continue
+        epoch, sep, what = part.partition(":")
+        if not sep or not epoch.strip().isdigit() or not what.strip():
+            raise BuildArgumentError(
+                f"Expected EPOCH:STAGE pairs such as '2:stage4,4:stage3'. Received: {text!r}"
+            )
+        out[int(epoch)] = what.strip()
+    return out
+
+
+def parse_lr_mult(text: str) -> list[float]:
+    """`"0.01,1"` -> `[0.01, 1.0]` (a geometric spread from the stem to the head)."""
+    try:
+        lo, hi = (float(s) for s in str(text).split(","))
+    except ValueError:
+        raise BuildArgumentError(
+            f"Expected --lr-mult as 'lo,hi', e.g. '0.01,1'. Received: {text!r}"
+        ) from None
+    if not 0 < lo <= hi:
+        raise BuildArgumentError(f"Expected 0 < lo <= hi in --lr-mult. Received: {text!r}")
+    return [lo, hi]
+
+
+def progressive_schedule(sizes: list[int], epochs: int) -> dict[int, int]:
+    """Spread `sizes` evenly over `epochs`: `[96, 128, 160]` over 6 -> `{0: 96, 2: 128, 4: 160}`."""
+    if len(sizes) > epochs:
+        raise BuildArgumentError(
+            f"{len(sizes)} progressive sizes need at least {len(sizes)} epochs. "
+            f"Received: epochs={epochs}."
+        )
+    return {round(i * epochs / len(sizes)): s for i, s in enumerate(sizes)}
+
+
+# ---------------------------------------------------------------- the out folder
+def _is_chief() -> bool:
+    tf_config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
+    task = tf_config.get("task", {})
+    kind, index = task.get("type"), int(task.get("index", 0))
+    has_chief = "chief" in tf_config.get("cluster", {})
+    return kind is None or kind == "chief" or (kind == "worker" and index == 0 and not has_chief)
+
+
+def prepare_out(
+    out: Path, config: JobConfig, *, resume: bool, overwrite: bool, dry: bool = False
+) -> JobConfig:
+    """Check the out folder against the rules above; return the config to run.
+
+    With `dry=True` it only checks; nothing is deleted.
+    """
+    if resume and overwrite:
+        raise BuildArgumentError("Pass --resume or --overwrite, not both.")
+    saved = out / "config.json"
+    exists = out.exists() and any(out.iterdir())
+    if resume:
+        if not saved.exists():
+            raise OutputFolderError(
+                f"Nothing to resume in {out}: it has no config.json from an earlier run. "
+                "Drop --resume to start a new run there."
+            )
+        before = JobConfig.from_json(json.loads(saved.read_text()))
+        mine, theirs = config.to_json(), before.to_json()
+        differ = [k for k in mine if k != "epochs" and mine[k] != theirs[k]]
+        if differ:
+            pairs = ", ".join(f"{k} ({theirs[k]!r} -> {mine[k]!r})" for k in differ)
+            raise OutputFolderError(
+                f"--resume continues the run in {out} with its config.json, but these "
+                f"options differ: {pairs}. Use the same options (only --epochs may grow), "
+                "or start a new run with another --out."
+            )
+        return config
+    if exists:
+        if not overwrite:
+            raise OutputFolderError(
+                f"{out} already exists and is not empty. Pass --resume to continue the run "
+                "in it, --overwrite to replace it, or choose another --out."
+            )
+        if not any((out / f).exists() for f in _RUN_FILES):
+            raise OutputFolderError(
+                f"{out} is not a zoo-transfer out folder (no config.json or history.json), "
+                "so --overwrite will not delete it. Choose another --out."
+            )
+        if not dry:
+            shutil.rmtree(out)
+    return config
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=_json_default))
+    os.replace(tmp, path)  # never a half-written file after a kill
+
+
+def _json_default(value: Any) -> Any:
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+# ---------------------------------------------------------------- setup pieces
+def make_strategy(name: str) -> Any:
+    """The `tf.distribute` strategy for `--strategy`."""
+    import tensorflow as tf
+
+    if name == "multiworker":
+        if not os.environ.get("TF_CONFIG"):
+            raise BuildArgumentError(
+                "--strategy multiworker needs TF_CONFIG naming the cluster and this worker, "
+                'e.g. {"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
+                '"task": {"type": "worker", "index": 0}}.'
+            )
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "tpu":
+        try:
+            resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+            tf.config.experimental_connect_to_cluster(resolver)
+            tf.tpu.experimental.initialize_tpu_system(resolver)
+        except (ValueError, RuntimeError, tf.errors.NotFoundError) as err:
+            raise BuildArgumentError(f"--strategy tpu: no TPU found ({err}).") from None
+        return tf.distribute.TPUStrategy(resolver)
+    if name == "mirrored" or (name == "auto" and len(tf.config.list_logical_devices("GPU")) > 1):
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def _load_data(config: JobConfig, final_size: int) -> Any:
+    from zoo_transfer import data
+
+    if config.data == EMBEDDED_DATA:
+        from zoo_transfer.recipes._demo_net import demo_digits
+
+        x_train, y_train, x_test, y_test, names = demo_digits(seed=config.seed, train_per_class=10)
+        splits = data.load(
+            (x_train, y_train),
+            image_size=final_size,
+            batch_size=config.batch_size,
+            validation=(x_test, y_test),
+            augment=config.augment,
+            seed=config.seed,
+        )
+        splits.class_names = list(names)
+        return splits
+    return data.load(
+        config.data,
+        image_size=final_size,
+        batch_size=config.batch_size,
+        validation_split=None if config.validation else config.validation_split,
+        validation=config.validation,
+        augment=config.augment,
+        seed=config.seed,
+    )
+
+
+def _recipe_name(config: JobConfig, num_train: int) -> str:
+    if config.recipe != "auto":
+        return config.recipe.replace("-", "_")
+    from zoo_transfer.recipes._situations import suggest
+
+    return suggest(max(num_train, 1), config.similar).__name__
+
+
+def _events(history: dict[str, list]) -> list[dict[str, Any]]:
+    """Unfreeze and resize events, read back from the per-epoch logs (0-based epochs)."""
+    events = []
+    sizes, params = history.get("image_size", []), history.get("trainable_params", [])
+    for e in range(1, len(sizes)):
+        if sizes[e] != sizes[e - 1]:
+            events.append(
+                {"epoch": e, "kind": "resize", "detail": f"{sizes[e - 1]} -> {sizes[e]} px"}
+            )
+    for e in range(1, len(params)):
+        if params[e] != params[e - 1]:
+            events.append(
+                {"epoch": e, "kind": "unfreeze", "detail": f"{params[e]:,} trainable params"}
+            )
+    return sorted(events, key=lambda d: d["epoch"])
+
+
+def _history_callback(path: Path, start_records: list[dict[str, Any]]) -> Any:
+    import keras
+
+    class HistoryFile(keras.callbacks.Callback):
+        """Write `history.json` after every epoch, so a kill loses nothing finished."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.records = list(start_records)
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            record = {"epoch": epoch, **{k: _plain(v) for k, v in (logs or {}).items()}}
+            self.records = [r for r in self.records if r["epoch"] < epoch] + [record]
+            if _is_chief():
+                _write_json(path, self.records)
+
+    return HistoryFile()
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
+
+
+def _as_lists(records: list[dict[str, Any]]) -> dict[str, list]:
+    keys: list[str] = []
+    for r in records:
+        keys += [k for k in r if k != "epoch" and k not in keys]
+    return {k: [r.get(k) for r in records] for k in keys}
+
+
+# ---------------------------------------------------------------- the job
+def run(
+    config: JobConfig,
+    out: str | os.PathLike,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    verbose: int = 1,
+    report: bool = True,
+    command: str | None = None,
+) -> JobResult:
+    """Train `config` into the out folder `out` (see the module docstring).
+
+    Args:
+        resume: continue the run in `out` from its last finished epoch.
+        overwrite: replace an earlier zoo-transfer run in `out`.
+        verbose: Keras' progress output (0, 1 or 2).
+        report: write `report.html` and its PNGs at the end.
+        command: the shell command that started the run, for the resume hint.
+    """
+    import keras
+
+    from zoo_transfer.callbacks import GradualUnfreezing, ProgressiveResizing
+    from zoo_transfer.optimizers import transfer_optimizer
+    from zoo_transfer.recipes._situations import RECIPES
+    from zoo_transfer.registry import get_card
+
+    out = Path(out)
+    chief = _is_chief()
+    if chief:  # other workers of a multi-worker run write to a scratch folder only
+        prepare_out(out, config, resume=resume, overwrite=overwrite, dry=True)
+    card = get_card(config.model)
+    native = card.input_size[0] if card.input_size else None
+    sizes = config.progressive or [config.image_size or native or 224]
+    minimum = card.min_input_size[0] if card.min_input_size else 1
+    small = [s for s in sizes if s < minimum]
+    if small:
+        raise BuildArgumentError(
+            f"Image size {small[0]} px is below {card.name}'s minimum input of {minimum} px. "
+            f"Use --image-size/--progressive sizes of at least {minimum}."
+        )
+
+    strategy = make_strategy(config.strategy)
+    keras.mixed_precision.set_dtype_policy(config.precision)
+    keras.utils.set_random_seed(config.seed)
+
+    splits = _load_data(config, sizes[-1])
+    class_names = list(splits.class_names)
+    labels_path = out / "labels.json"
+    if resume and labels_path.exists():
+        before = json.loads(labels_path.read_text())
+        if before != class_names:
+            raise LabelMismatchError(
+                f"The run in {out} was trained on {len(before)} classes {before[:5]}..., but "
+                f"{config.data} now has {len(class_names)}: {class_names[:5]}.... Resume with "
+                "the same data, or start a new run with another --out."
+            )
+    if len(class_names) < 2:
+        raise BuildArgumentError(
+            f"{config.data} has {len(class_names)} class; transfer learning needs at least 2."
+        )
+
+    # the data loaded and matches: only now may an earlier run be replaced
+    if chief:
+        prepare_out(out, config, resume=resume, overwrite=overwrite)
+    if chief:
+        out.mkdir(parents=True, exist_ok=True)
+        _write_json(out / "config.json", config.to_json())
+        _write_json(labels_path, class_names)
+        work = out
+    else:
+        import tempfile
+
+        work = Path(tempfile.mkdtemp(prefix="zoo-transfer-worker-"))
+
+    recipe = _recipe_name(config, splits.num_train)
+    weights = None if str(config.weights).lower() == "none" else config.weights
+    shape = (None, None, 3) if len(set(sizes)) > 1 else (sizes[0], sizes[0], 3)
+    with strategy.scope():
+        model, plan = RECIPES[recipe](
+            config.model,
+            len(class_names),
+            weights=weights,
+            input_shape=shape,
+        )
+        loss = plan.loss
+        if getattr(splits, "label_mode", "int") == "categorical":
+            loss = "categorical_crossentropy"
+        optimizer = transfer_optimizer(
+            model,
+            "adam",
+            learning_rate=config.lr or plan.learning_rate,
+            lr_mult=tuple(config.lr_mult) if config.lr_mult else None,
+        )
+        model.compile(optimizer, loss, metrics=["accuracy"])
+
+    start_records: list[dict[str, Any]] = []
+    history_path = out / "history.json"
+    if resume and history_path.exists():
+        start_records = json.loads(history_path.read_text())
+    history_cb = _history_callback(history_path, start_records)
+    callbacks: list[Any] = [
+        keras.callbacks.BackupAndRestore(str(work / "backup"), delete_checkpoint=False),
+    ]
+    if len(set(sizes)) > 1:
+        callbacks.append(
+            ProgressiveResizing(
+                progressive_schedule(sizes, config.epochs),
+                splits.train_images,
+                validation=splits.val_images,
+                similar=config.similar and weights is not None,
+                verbose=verbose,
+            )
+        )
+    if config.unfreeze:
+        callbacks.append(GradualUnfreezing(config.unfreeze, verbose=verbose))
+    if splits.val is not None:
+        callbacks.append(
+            keras.callbacks.ModelCheckpoint(
+                str(work / "best.keras"), monitor="val_accuracy", save_best_only=True
+            )
+        )
+
+    callbacks.append(history_cb)  # last: it records what the others added to the logs
+    if config.strategy == "multiworker":
+        _multiworker_fixes(model, strategy, next(iter(splits.train)))
+    try:
+        model.fit(
+            splits.train,
+            validation_data=splits.val,
+            epochs=config.epochs,
+            callbacks=callbacks,
+            verbose=verbose,
+            shuffle=False,  # the pipeline shuffles, deterministically from the seed
+        )
+    except KeyboardInterrupt:
+        hint = command or f"zoo-transfer train {config.model} --data {config.data}"
+        hint = hint if "--resume" in hint else f"{hint} --resume"
+        if chief:
+            model.save(out / "interrupted.keras")
+        raise TrainingInterrupted(
+            f"Interrupted. Finished epochs are saved in {out} (interrupted.keras holds the "
+            f"weights at the interruption). Continue with:\n  {hint}",
+            resume_command=hint,
+        ) from None
+
+    history = _as_lists(history_cb.records)
+    events = _events(history)
+    val_accuracy = history.get("val_accuracy", [None])[-1] if history else None
+    if chief:
+        from zoo_transfer.predict import embed_labels
+
+        final = out / "final.keras"
+        model.save(final)
+        embed_labels(final, class_names, image_size=sizes[-1])
+        if (out / "best.keras").exists():
+            embed_labels(out / "best.keras", class_names, image_size=sizes[-1])
+        (out / "interrupted.keras").unlink(missing_ok=True)
+        if report:
+            if config.strategy == "multiworker":  # predict here alone, not collectively
+                model = keras.saving.load_model(final)
+            _write_report(out, model, splits, class_names, history, events, config, recipe)
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+    return JobResult(
+        out, history, class_names, val_accuracy, list(splits.skipped), events, model,
+        _fingerprint(model),
+    )  # fmt: skip
+
+
+def _fingerprint(model: Any) -> str:
+    import hashlib
+
+    import numpy as np
+
+    digest = hashlib.md5()
+    for weight in model.weights:
+        digest.update(np.ascontiguousarray(keras_numpy(weight)).tobytes())
+    return digest.hexdigest()
+
+
+def keras_numpy(variable: Any) -> Any:
+    import keras
+
+    return keras.ops.convert_to_numpy(variable)
+
+
+def _multiworker_fixes(model: Any, strategy: Any, batch: Any) -> None:
+    """Let Keras 3 `fit` run under `MultiWorkerMirroredStrategy` (keras-team/keras#20585).
+
+    Keras 3.15 fails there in two places, both about logs, not about training: it
+    builds the model from a batch averaged across workers (`strategy.reduce` of a
+    per-replica batch, which MultiWorker cannot do eagerly), and it reduces scalar
+    logs with `axis=0`. We build from a local batch and average the logs per worker.
+    Gradients are still all-reduced across workers by TensorFlow's collective
+    runtime: the multi-worker test checks that both workers end with equal weights.
+    """
+    import keras.src.backend.tensorflow.trainer as tf_trainer
+
+    tf_trainer._collective_all_reduce_multi_worker = lambda strategy: False
+
+    def build_locally(iterator: Any = None, data_batch: Any = None) -> None:
+        with strategy.scope():
+            model._symbolic_build(data_batch=batch)
+
+    model._maybe_symbolic_build = build_locally
+
+
+def _write_report(
+    out: Path,
+    model: Any,
+    splits: Any,
+    class_names: list[str],
+    history: dict[str, list],
+    events: list[dict[str, Any]],
+    config: JobConfig,
+    recipe: str,
+) -> None:
+    from zoo_transfer.report import write_report
+
+    confusion, mistakes, metrics = None, [], {}
+    if splits.val is not None:
+        confusion, mistakes, metrics = _confusion(model, splits.val, class_names)
+        _write_json(out / "metrics.json", metrics)
+    resolved = {**config.to_json(), "resolved_recipe": recipe, "skipped_files": splits.skipped}
+    write_report(
+        out,
+        history=history,
+        events=events,
+        confusion=confusion,
+        class_names=class_names,
+        misclassified=mistakes,
+        config=resolved,
+    )
+
+
+def _confusion(model: Any, val: Any, class_names: list[str]) -> tuple[Any, list, dict]:
+    """Confusion matrix, misclassified images and accuracy on the validation split."""
+    import numpy as np
+
+    n = len(class_names)
+    matrix = np.zeros((n, n), dtype=np.int64)
+    mistakes = []
+    for images, labels in val:
+        labels = np.asarray(labels)
+        if labels.ndim == 2:
+            labels = labels.argmax(-1)
+        pred = np.asarray(model.predict_on_batch(images)).argmax(-1)
+        np.add.at(matrix, (labels, pred), 1)
+        for img, t, p in zip(np.asarray(images), labels, pred, strict=True):
+            if t != p and len(mistakes) < 36:
+                mistakes.append(
+                    (np.clip(img, 0, 255).astype("uint8"), class_names[t], class_names[p])
+                )
+    total = int(matrix.sum())
+    metrics = {
+        "val_accuracy": float(np.trace(matrix) / total) if total else None,
+        "val_images": total,
+    }
+    return matrix, mistakes, metrics
