@@ -398,6 +398,7 @@ def assemble(
                 f"Unknown cut {cut!r} for {card.name}: {exc} Stages: {', '.join(card.stage_names)}."
             ) from None
         backbone = keras.Model(full.input, tap, name=card.arch)
+    backbone.zoo_card = card.name  # the variant; the layer name is the architecture's
     _freeze(backbone, card, trainable_from)
     if bn == "frozen":
         freeze_batchnorm(backbone)
@@ -538,6 +539,7 @@ def feature_extractor(
         except ValueError as exc:
             raise BuildArgumentError(f"Unknown cut {c!r} for {card.name}: {exc}") from None
     backbone = keras.Model(full.input, taps, name=card.arch)
+    backbone.zoo_card = card.name
     backbone.trainable = trainable
     inputs = keras.Input(shape=shape, name="image")
     x = normalization_layer(card)(inputs) if include_preprocessing and not builtin else inputs

@@ -61,7 +61,9 @@ def find_backbone(model: Any) -> tuple[Any, Card]:
     for layer in model.layers:
         if hasattr(layer, "layers") and layer.layers:
             try:
-                return layer, get_card(layer.name)
+                # the exact variant when built in this process; after a reload, the
+                # architecture's default card (the stages are named alike in every variant)
+                return layer, get_card(getattr(layer, "zoo_card", None) or layer.name)
             except UnknownModelError:
                 continue
     raise ValueError(

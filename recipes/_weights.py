@@ -118,11 +118,15 @@ def imagenet_weights_file(
             f"{card.name} has no ImageNet weights {'with' if include_top else 'without'} "
             "its top. Pass a weights file or weights=None."
         )
+    if w.packaged:  # shipped inside an installed package: used in place, never cached
+        local = _local_source(w.location)
+        _check_local_source(card, local, w.hash)
+        return local
     cached = root / w.cache_subdir / w.file
     if cached.exists():
         verify_file(cached, w.hash)
         return cached
-    local = _local_source(w.url)
+    local = _local_source(w.location)
     if local is not None:  # file:// (e.g. weights shipped in a package): checked, then cached
         _check_local_source(card, local, w.hash)
     how = (
@@ -130,17 +134,17 @@ def imagenet_weights_file(
         f"{root / w.cache_subdir} here (or set KERAS_HOME), or pass a local "
         "weights file as `weights=PATH`."
     )
-    if not download or not _reachable(w.url):
+    if not download or not _reachable(w.location):
         raise WeightsUnavailableError(
             f"ImageNet weights for {card.name} are not cached ({cached} does not exist) and "
-            f"{urlparse(w.url).hostname} cannot be reached. {how}"
+            f"{urlparse(w.location).hostname} cannot be reached. {how}"
         )
     import keras
 
     root.mkdir(parents=True, exist_ok=True)  # else Keras falls back to /tmp/.keras
     try:
         path = keras.utils.get_file(
-            w.file, w.url, file_hash=w.hash, cache_subdir=w.cache_subdir, cache_dir=str(root)
+            w.file, w.location, file_hash=w.hash, cache_subdir=w.cache_subdir, cache_dir=str(root)
         )
     except Exception as exc:
         raise WeightsUnavailableError(f"Downloading {w.url} failed: {exc}. {how}") from exc

@@ -108,13 +108,24 @@ class WeightsFile:
     """One weights file exactly as Keras requests it (`keras.utils.get_file`).
 
     A card file may give `url` as `package://PKG/path/in/package` for weights shipped
-    inside an installed Python package; loading turns it into that file's `file://` URL.
+    inside an installed Python package (`location` is then that file's `file://` URL).
+    Such a file is used in place (hash checked), never copied to the Keras cache, so a
+    package upgrade can never meet a stale cached copy.
     """
 
     file: str
     url: str
     hash: str | None = None
     cache_subdir: str = "models"
+
+    @property
+    def packaged(self) -> bool:
+        return self.url.startswith("package://")
+
+    @property
+    def location(self) -> str:
+        """Where the file is fetched from: `url`, with `package://` resolved."""
+        return resolve_package_url(self.url)
 
 
 @dataclass(frozen=True)
@@ -382,9 +393,11 @@ def _weights(c: _Checker, d: Mapping, key: str) -> WeightsFile | None:
     h = sub.str_(w, "hash", optional=True)
     if h is not None and not re.fullmatch(r"[0-9a-f]{32}|[0-9a-f]{64}", h):
         sub.fail("hash", f"expected an md5 or sha256 hex digest, got {h!r}")
+    url = sub.str_(w, "url", pattern=re.compile(r"^(https?|file|package)://"))
+    _resolve_url(sub, url)  # a package:// URL must name an installed package
     return WeightsFile(
         file=sub.str_(w, "file"),
-        url=_resolve_url(sub, sub.str_(w, "url", pattern=re.compile(r"^(https?|file|package)://"))),
+        url=url,
         hash=h,
         cache_subdir=sub.str_(w, "cache_subdir", optional=True) or "models",
     )

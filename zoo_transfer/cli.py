@@ -42,6 +42,13 @@ def _summary(card: Card) -> dict[str, Any]:
     }
 
 
+def _qualified(constructor: str) -> str:
+    """`ResNet50` -> `keras.applications.ResNet50`; a dotted path stays as written."""
+    if ":" in constructor or "." in constructor:
+        return constructor
+    return f"keras.applications.{constructor}"
+
+
 def _fail(message: str, code: int) -> None:
     click.echo(f"Error: {message}", err=True)
     sys.exit(code)
@@ -106,7 +113,7 @@ def info_cmd(name: str, fmt: str) -> None:
         ("name", card.name),
         ("family", card.family),
         ("aliases", ", ".join(card.aliases) or "-"),
-        ("constructor", f"keras.applications.{card.constructor}({kw})"),
+        ("constructor", f"{_qualified(card.constructor)}({kw})"),
         (
             "input size",
             "x".join(map(str, card.input_size))

@@ -61,7 +61,7 @@ def test_structure_params_and_weights_match_keras(card_name, fresh_keras):
         assert declared is not None
         assert (got["file"], got["url"], got["hash"], got["cache_subdir"]) == (
             declared.file,
-            declared.url,
+            declared.location,
             declared.hash,
             declared.cache_subdir,
         )

@@ -33,7 +33,7 @@ def test_card_points_at_the_shipped_file_with_its_hash():
     assert card.name == "digitnet.digits04" and card.family == "zoo"
     assert card.num_classes == 5 and card.input_size == (32, 32, 3)
     for w in (card.weights_top, card.weights_no_top):
-        assert _local(w.url) == WEIGHTS.resolve()  # package:// resolved to this install
+        assert _local(w.location) == WEIGHTS.resolve()  # package:// resolved to this install
         assert w.hash == hashlib.sha256(WEIGHTS.read_bytes()).hexdigest()
     assert WEIGHTS.stat().st_size < 1_000_000
     assert card.top1 is not None and card.top1 >= 0.95
@@ -71,7 +71,7 @@ def test_card_matches_the_model(fresh_keras):
         (got,) = record.downloads
         assert (got["file"], got["url"], got["hash"], got["cache_subdir"]) == (
             declared.file,
-            declared.url,
+            declared.location,
             declared.hash,
             declared.cache_subdir,
         )
@@ -131,3 +131,15 @@ def test_missing_source_says_what_to_do(fresh_keras, copied_zoo):
     copy.unlink()
     with pytest.raises(WeightsUnavailableError, match="does not exist. Reinstall"):
         zoo_transfer.build("zt_digitnet", num_classes=5)
+
+
+def test_packaged_weights_are_used_in_place_never_cached(tmp_path, monkeypatch):
+    """A package upgrade can never meet a stale copy in the Keras cache."""
+    from zoo_transfer.recipes._weights import imagenet_weights_file
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    card = get_card("digitnet")
+    assert card.weights_top.packaged and card.weights_top.url.startswith("package://")
+    path = imagenet_weights_file(card, include_top=True)
+    assert path.resolve() == WEIGHTS.resolve()
+    assert not any(tmp_path.rglob("*.h5"))
