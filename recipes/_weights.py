@@ -50,17 +50,25 @@ def file_digest(path: Path, algorithm: str) -> str:
     return h.hexdigest()
 
 
+def hash_mismatch(path: Path, expected_hash: str | None) -> str | None:
+    """`"fails its sha256 check (expected X, got Y)"`, or None when it matches (or no hash)."""
+    if not expected_hash:
+        return None
+    algorithm = "sha256" if len(expected_hash) == 64 else "md5"
+    actual = file_digest(path, algorithm)
+    if actual == expected_hash:
+        return None
+    return f"fails its {algorithm} check (expected {expected_hash}, got {actual})"
+
+
 def verify_file(path: Path, expected_hash: str | None) -> None:
     """Raise `WeightsCorruptError` when `path` fails its hash or is not a readable HDF5."""
-    if expected_hash:
-        algorithm = "sha256" if len(expected_hash) == 64 else "md5"
-        actual = file_digest(path, algorithm)
-        if actual != expected_hash:
-            raise WeightsCorruptError(
-                f"{path} fails its {algorithm} check (expected {expected_hash}, got {actual}): "
-                "the file is truncated or corrupt. It was left in place; move it aside and "
-                "run `zoo-transfer fetch` again, or pass a good file as `weights=`."
-            )
+    problem = hash_mismatch(path, expected_hash)
+    if problem:
+        raise WeightsCorruptError(
+            f"{path} {problem}: the file is truncated or corrupt. It was left in place; move "
+            "it aside and run `zoo-transfer fetch` again, or pass a good file as `weights=`."
+        )
     _check_h5(path)
 
 
@@ -160,22 +168,19 @@ def _local_source(url: str) -> Path | None:
 
 
 def _check_local_source(card: Card, path: Path, expected_hash: str | None) -> None:
-    """Refuse a missing or modified local source before Keras copies it into the cache."""
+    """Refuse a missing or modified local source (a packaged file, or a file:// URL)."""
     if not path.is_file():
         raise WeightsUnavailableError(
             f"The weights of {card.name} should be at {path}, which does not exist. "
             "Reinstall the package that ships them, or pass a weights file as `weights=PATH`."
         )
-    if expected_hash:
-        algorithm = "sha256" if len(expected_hash) == 64 else "md5"
-        actual = file_digest(path, algorithm)
-        if actual != expected_hash:
-            raise WeightsCorruptError(
-                f"{path}, the source of {card.name}'s weights, fails its {algorithm} check "
-                f"(expected {expected_hash}, got {actual}): it was modified or truncated. It "
-                "was left in place; reinstall the package that ships it, or pass a good "
-                "file as `weights=`."
-            )
+    problem = hash_mismatch(path, expected_hash)
+    if problem:
+        raise WeightsCorruptError(
+            f"{path}, the source of {card.name}'s weights, {problem}: it was modified or "
+            "truncated. It was left in place; reinstall the package that ships it, or pass "
+            "a good file as `weights=`."
+        )
 
 
 # ------------------------------------------------------------------ by-name loading

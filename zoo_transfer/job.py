@@ -325,8 +325,14 @@ def _recipe_name(config: JobConfig, num_train: int) -> str:
     return suggest(max(num_train, 1), config.similar).__name__
 
 
-def _events(history: dict[str, list]) -> list[dict[str, Any]]:
-    """Unfreeze and resize events, read back from the per-epoch logs (0-based epochs)."""
+def _events(
+    history: dict[str, list], unfreeze: dict[int, str] | None = None
+) -> list[dict[str, Any]]:
+    """Unfreeze and resize events, read back from the per-epoch logs (0-based epochs).
+
+    `unfreeze` (the schedule) names what was unfrozen; the logs only show the count.
+    """
+    unfreeze = unfreeze or {}
     events = []
     sizes, params = history.get("image_size", []), history.get("trainable_params", [])
     for e in range(1, len(sizes)):
@@ -336,8 +342,9 @@ def _events(history: dict[str, list]) -> list[dict[str, Any]]:
             )
     for e in range(1, len(params)):
         if params[e] != params[e - 1]:
+            what = f"{unfreeze[e]}: " if e in unfreeze else ""
             events.append(
-                {"epoch": e, "kind": "unfreeze", "detail": f"{params[e]:,} trainable params"}
+                {"epoch": e, "kind": "unfreeze", "detail": f"{what}{params[e]:,} trainable params"}
             )
     return sorted(events, key=lambda d: d["epoch"])
 
@@ -519,7 +526,7 @@ def run(
         ) from None
 
     history = _as_lists(history_cb.records)
-    events = _events(history)
+    events = _events(history, config.unfreeze)
     val_accuracy = history.get("val_accuracy", [None])[-1] if history else None
     if chief:
         from zoo_transfer.predict import embed_labels

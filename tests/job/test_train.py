@@ -67,9 +67,11 @@ def test_stage_events_reach_the_report(finished_run):
     out, _, _ = finished_run
     events = _events(_as_lists(json.loads((out / "history.json").read_text())))
     assert [(e["epoch"], e["kind"]) for e in events] == [(2, "resize"), (2, "unfreeze")]
+    events = _events(_as_lists(json.loads((out / "history.json").read_text())), {2: "stage3"})
+    assert events[1]["detail"].startswith("stage3: ")
     html = (out / "report.html").read_text()
     assert "32 -&gt; 40 px" in html or "32 -> 40 px" in html
-    assert "unfreeze" in html
+    assert "unfreeze" in html and "stage3: " in html
 
 
 def test_two_bad_files_are_skipped_and_reported(finished_run):
