@@ -46,6 +46,7 @@ class Plan:
     metrics: list[str] = field(default_factory=lambda: ["accuracy"])
     early_stopping_patience: int | None = 3
     notes: str = ""
+    cached_head: bool = False
 
     def make_optimizer(self) -> Any:
         import keras
@@ -60,6 +61,47 @@ class Plan:
         kwargs.update(overrides)
         model.compile(**kwargs)
         return model
+
+    def fit(
+        self,
+        model: Any,
+        train: Any,
+        validation: Any = None,
+        *,
+        augment: str = "none",
+        callbacks: Any = (),
+        **fit_kwargs: Any,
+    ) -> Any:
+        """Fit as the recipe recommends, with its epochs and callbacks.
+
+        With `cached_head` (the `small_similar` recipe) and when it is exact (backbone
+        frozen, `augment="none"`), the backbone runs once over the images and the head
+        trains on its features (`zoo_transfer.cached`); otherwise a plain `model.fit`.
+        `train`/`validation`: `(x, y)` arrays, batched `tf.data` datasets, or `Splits`;
+        `augment`: the augmentation preset `train` was made with (`data.load(augment=)`).
+
+        ```python
+        model, plan = recipes.small_similar("resnet50", num_classes=5)
+        plan.compile(model)
+        history = plan.fit(model, (x, y), (x_val, y_val))
+        ```
+        """
+        from zoo_transfer.cached import cached_head_applies, fit_cached_head
+
+        every = [*self.callbacks(), *callbacks]
+        epochs = fit_kwargs.pop("epochs", self.epochs)
+        if self.cached_head and cached_head_applies(model, train, augment=augment)[0]:
+            return fit_cached_head(
+                model, train, validation, epochs=epochs, callbacks=every, **fit_kwargs
+            )
+        if isinstance(train, tuple):
+            x, y = train
+            fit_kwargs.setdefault("batch_size", self.batch_size)
+        else:
+            x, y = train, None
+        return model.fit(
+            x, y, validation_data=validation, epochs=epochs, callbacks=every, **fit_kwargs
+        )
 
     def callbacks(self) -> list[Any]:
         import keras
@@ -94,10 +136,19 @@ def _recipe(
     learning_rate: float,
     epochs: int,
     notes: str,
+    cached_head: bool = False,
 ) -> tuple[Any, Plan]:
     """Build with the recipe's defaults under the user's kwargs; pair it with its plan."""
     model = build(name, num_classes, **{**defaults, **build_kwargs})
-    plan = Plan(recipe, "adam", learning_rate, epochs=epochs, loss=_loss(num_classes), notes=notes)
+    plan = Plan(
+        recipe,
+        "adam",
+        learning_rate,
+        epochs=epochs,
+        loss=_loss(num_classes),
+        notes=notes,
+        cached_head=cached_head,
+    )
     return model, plan
 
 
@@ -111,7 +162,9 @@ def small_similar(name: str, num_classes: int, **build_kwargs: Any) -> tuple[Any
         {},
         learning_rate=1e-3,
         epochs=10,
-        notes="Only the head trains; the backbone's features are kept as they are.",
+        notes="Only the head trains; the backbone's features are kept as they are, so "
+        "plan.fit computes them once and trains the head on them.",
+        cached_head=True,
     )
 
 

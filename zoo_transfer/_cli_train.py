@@ -74,6 +74,12 @@ def _command_line() -> str:
     show_default=True,
 )
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--cache-features/--no-cache-features",
+    default=True,
+    show_default=True,
+    help="Frozen backbone, fixed size, no augmentation: run the backbone once, train the head.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def train_cmd(model: str, **opts) -> None:
     """Fine-tune MODEL on --data into an out folder (models, history, report).
@@ -106,6 +112,7 @@ def train_cmd(model: str, **opts) -> None:
             strategy=opts["strategy"],
             precision=opts["precision"],
             seed=opts["seed"],
+            cache_features=opts["cache_features"],
         )
         out = opts["out"] or Path("runs") / model.replace("/", "_")
         result = run(
@@ -125,8 +132,9 @@ def train_cmd(model: str, **opts) -> None:
         click.echo(f"weights fingerprint: {result.fingerprint}")
     if result.skipped:
         click.echo(f"skipped {len(result.skipped)} unreadable files (see config in the report)")
+    how = " (head trained on cached backbone features)" if result.cached else ""
     click.echo(
-        f"done: val_accuracy {'-' if acc is None else f'{acc:.4f}'}; "
+        f"done{how}: val_accuracy {'-' if acc is None else f'{acc:.4f}'}; "
         f"models, history and report in {result.out}"
     )
 

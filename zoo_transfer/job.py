@@ -68,6 +68,9 @@ class JobConfig:
         validation: a separate validation source; else `validation_split` of `data`.
         weights: `imagenet`, a weights file, or `none`.
         strategy, precision: distribution strategy and Keras dtype policy.
+        cache_features: when the backbone stays frozen, the image size fixed and
+            augmentation off, compute the backbone features once and train the head on
+            them (`zoo_transfer.cached`); the result is the same full model.
     """
 
     model: str
@@ -88,6 +91,7 @@ class JobConfig:
     strategy: str = "auto"
     precision: str = "float32"
     seed: int = 0
+    cache_features: bool = True
 
     def __post_init__(self) -> None:
         self.unfreeze = {int(k): str(v) for k, v in (self.unfreeze or {}).items()}
@@ -140,6 +144,7 @@ class JobResult:
     events: list[dict[str, Any]]
     model: Any = None
     fingerprint: str = ""  # md5 of the final weights: equal on every worker of a run
+    cached: bool = False  # the head trained on cached backbone features
 
 
 # ---------------------------------------------------------------- parsing helpers
@@ -505,15 +510,40 @@ def run(
     callbacks.append(history_cb)  # last: it records what the others added to the logs
     if config.strategy == "multiworker":
         _multiworker_fixes(model, strategy, next(iter(splits.train)))
+    from zoo_transfer.cached import cached_head_applies, fit_cached_head
+
+    cached, why = cached_head_applies(
+        model,
+        splits,
+        augment=config.augment,
+        progressive=config.progressive if len(set(sizes)) > 1 else None,
+        unfreeze=config.unfreeze,
+    )
+    cached = cached and config.cache_features
+    if verbose:
+        reason = "on" if cached else ("off (--no-cache-features)" if not config.cache_features
+                                      else f"off: {why}")  # fmt: skip
+        print(f"cached backbone features: {reason}")
     try:
-        model.fit(
-            splits.train,
-            validation_data=splits.val,
-            epochs=config.epochs,
-            callbacks=callbacks,
-            verbose=verbose,
-            shuffle=False,  # the pipeline shuffles, deterministically from the seed
-        )
+        if cached:  # the frozen forward pass runs once, not every epoch
+            fit_cached_head(
+                model,
+                splits,
+                epochs=config.epochs,
+                callbacks=callbacks,
+                verbose=verbose,
+                cache_dir=work / "features",
+                seed=config.seed,
+            )
+        else:
+            model.fit(
+                splits.train,
+                validation_data=splits.val,
+                epochs=config.epochs,
+                callbacks=callbacks,
+                verbose=verbose,
+                shuffle=False,  # the pipeline shuffles, deterministically from the seed
+            )
     except KeyboardInterrupt:
         hint = command or f"zoo-transfer train {config.model} --data {config.data}"
         hint = hint if "--resume" in hint else f"{hint} --resume"
@@ -545,7 +575,7 @@ def run(
         shutil.rmtree(work, ignore_errors=True)
     return JobResult(
         out, history, class_names, val_accuracy, list(splits.skipped), events, model,
-        _fingerprint(model),
+        _fingerprint(model), cached,
     )  # fmt: skip
 
 

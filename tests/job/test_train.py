@@ -163,6 +163,27 @@ def test_bad_data_fails_clearly_and_keeps_an_earlier_run(tmp_path, kind, make_fo
     assert (out / "config.json").read_text() == "{}"  # not replaced: the data was bad
 
 
+@pytest.mark.parametrize(
+    "extra, cached",
+    [
+        (["--augment", "none"], True),
+        (["--augment", "light"], False),  # augmentation cannot be precomputed
+        (["--augment", "none", "--no-cache-features"], False),
+        (["--augment", "none", "--unfreeze", "1:stage3"], False),
+    ],
+)
+def test_cached_features_are_used_exactly_when_they_apply(digit_folder, tmp_path, extra, cached):
+    out = tmp_path / "out"
+    args = ["train", "digitnet", "--batch-size", "8", "--quiet", "--data", str(digit_folder),
+            "--epochs", "2", "--image-size", "32", "--out", str(out), *extra]  # fmt: skip
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert ("cached backbone features" in result.stdout) is cached
+    history = json.loads((out / "history.json").read_text())
+    assert [r["epoch"] for r in history] == [0, 1] and "val_accuracy" in history[0]
+    assert (out / "final.keras").is_file()
+
+
 # ----------------------------------------------------------------- signals and resume
 def _spawn(args: list[str]) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
