@@ -48,6 +48,7 @@ from typing import Any
 
 import numpy as np
 
+from zoo_transfer._memory import available_memory as _available_memory
 from zoo_transfer.errors import BuildArgumentError, DataError
 
 STORAGES = ("auto", "memory", "disk")
@@ -337,20 +338,6 @@ def _guess_batch_size(data: Any) -> int:
 
 
 # --------------------------------------------------------------------- storage
-def _available_memory() -> int | None:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
 class _Spill:
     """Where features go: memory while under `budget` bytes, then files in a folder."""
 

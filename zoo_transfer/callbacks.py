@@ -216,7 +216,8 @@ def _count(weights: Any) -> int:
 class ProgressiveResizing(keras.callbacks.Callback):
     """Grow the training image size between epochs of one `fit`: `{0: 128, 3: 160, 6: 224}`.
 
-    Bound explicitly to the `zoo_transfer.data.ResizableImages` pipeline(s) it resizes:
+    Bound explicitly to the `zoo_transfer.data.ResizableImages` pipeline(s) it resizes
+    (or `ResizableArrays`, the TensorFlow-free source for the JAX and other backends):
     the callback sets their size at the start of an epoch, before Keras creates the
     epoch's iterator, so prefetched batches always have the new size. A pipeline that
     Keras keeps across epochs (`.repeat()` with `steps_per_epoch`) would leak old-size
@@ -224,8 +225,8 @@ class ProgressiveResizing(keras.callbacks.Callback):
 
     Args:
         schedule: `{epoch: size}`; each size holds until the next entry.
-        train: the training `ResizableImages`.
-        validation: an optional validation `ResizableImages`.
+        train: the training `ResizableImages` or `ResizableArrays`.
+        validation: an optional validation `ResizableImages` or `ResizableArrays`.
         validation_size: `"final"` (the schedule's last size, the default), `"current"`
             (the training size of the epoch), or an int.
         similar: set `True` when the data resembles ImageNet: training pretrained
@@ -285,11 +286,11 @@ class ProgressiveResizing(keras.callbacks.Callback):
                 f"0-{epochs - 1}."
             )
         steps = self.params.get("steps")
-        count = int(self.train._source.cardinality())
-        if steps is not None and count > 0 and steps != count // self.train.batch_size:
+        batches = _batches_per_pass(self.train)
+        if steps is not None and batches is not None and steps != batches:
             raise BuildArgumentError(
                 f"fit runs {steps} steps per epoch but one pass over the resizable pipeline "
-                f"is {count // self.train.batch_size} batches. With .repeat() and "
+                f"is {batches} batches. With .repeat() and "
                 "steps_per_epoch Keras keeps one iterator across epochs, so prefetched "
                 "batches of the old size would leak into the next stage. Pass "
                 "train.dataset() without .repeat() or steps_per_epoch."
@@ -340,3 +341,15 @@ class ProgressiveResizing(keras.callbacks.Callback):
             "similar": self.similar,
             "verbose": self.verbose,
         }
+
+
+def _batches_per_pass(source: Any) -> int | None:
+    """Batches in one pass over a resizable source, or None when it is unknown."""
+    tf_source = getattr(source, "_source", None)  # ResizableImages: a tf.data pipeline
+    if tf_source is not None:
+        count = int(tf_source.cardinality())
+        return count // source.batch_size if count > 0 else None
+    try:
+        return len(source)  # ResizableArrays
+    except TypeError:
+        return None

@@ -53,6 +53,7 @@ from typing import Any
 
 import numpy as np
 
+from zoo_transfer._memory import available_memory as _available_memory
 from zoo_transfer.errors import BuildArgumentError, DataError, DataWarning
 
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".webp")
@@ -169,6 +170,183 @@ class ResizableImages:
             # Sequential on purpose: seeded random layers then draw in batch order.
             ds = ds.map(self._batch_map)
         return ds.prefetch(tf.data.AUTOTUNE)
+
+
+class ResizableArrays:
+    """In-memory images and labels, batched at a size that can change between epochs,
+    without TensorFlow: the `ResizableImages` of the JAX, PyTorch and numpy backends.
+
+    The images are resized once per size, with `keras.ops.image.resize` (in chunks),
+    and kept as one float32 array at the current size, so an epoch only slices
+    batches out of memory. `dataset()` gives the `keras.utils.PyDataset` to pass to
+    `fit`; `ProgressiveResizing` accepts this class as it accepts `ResizableImages`.
+
+    Args:
+        images: `(N, H, W, 3)` array of raw RGB 0-255 (any H, W).
+        labels: `(N,)` array (or `(N, C)` one-hot).
+        size: the initial square side in pixels.
+        batch_size: batch size.
+        shuffle: reshuffle every epoch, deterministically from `seed`.
+        seed: seed of the shuffle.
+        interpolation: `keras.ops.image.resize` interpolation.
+        drop_remainder: drop the last partial batch (the default), so every batch has
+            one static shape and a jitted train step compiles once per size.
+
+    ```python
+    train = ResizableArrays(x, y, size=96, batch_size=32)
+    model.fit(train.dataset(), epochs=6,
+              callbacks=[ProgressiveResizing({0: 96, 2: 128, 4: 160}, train)])
+    ```
+    """
+
+    _CHUNK = 256  # images resized per keras.ops call
+
+    def __init__(
+        self,
+        images: Any,
+        labels: Any,
+        *,
+        size: int,
+        batch_size: int = 32,
+        shuffle: bool = True,
+        seed: int = 0,
+        interpolation: str = "bilinear",
+        drop_remainder: bool = True,
+    ):
+        images, labels = np.asarray(images), np.asarray(labels)
+        if images.ndim != 4 or images.shape[-1] != 3:
+            raise BuildArgumentError(
+                f"Expected images of shape (N, H, W, 3). Received: {images.shape}. "
+                "Convert grayscale with np.repeat(x, 3, axis=-1)."
+            )
+        if len(labels) != len(images):
+            raise BuildArgumentError(
+                f"Expected one label per image. Received: {len(images)} images and "
+                f"{len(labels)} labels."
+            )
+        if isinstance(size, bool) or int(size) < 1 or int(batch_size) < 1:
+            raise BuildArgumentError(
+                f"Expected positive size and batch_size. Received: size={size}, "
+                f"batch_size={batch_size}"
+            )
+        self.batch_size = int(batch_size)
+        if drop_remainder and len(images) < self.batch_size:
+            raise BuildArgumentError(
+                f"Expected at least batch_size={self.batch_size} images with "
+                f"drop_remainder=True. Received: {len(images)} images. Lower batch_size "
+                "or pass drop_remainder=False."
+            )
+        self._images, self.labels = images, labels
+        self.shuffle, self.seed, self.interpolation = shuffle, seed, interpolation
+        self.drop_remainder = bool(drop_remainder)
+        self.epoch = 0  # reshuffles advance it
+        self._order = self._permutation()
+        self.size = 0
+        self._store: np.ndarray | None = None
+        self.set_size(size)
+
+    def __len__(self) -> int:
+        """Batches per epoch."""
+        n = len(self.labels)
+        return n // self.batch_size if self.drop_remainder else -(-n // self.batch_size)
+
+    def set_size(self, size: int) -> None:
+        """Resize the stored images to `size` x `size` for the batches made from now on."""
+        size = int(size)
+        if size < 1:
+            raise BuildArgumentError(f"Expected a positive size. Received: size={size}")
+        if size == self.size:
+            return
+        if self._images.shape[1:3] == (size, size):
+            store = self._images.astype("float32", copy=False)
+        else:
+            import keras
+
+            chunks = [
+                keras.ops.convert_to_numpy(
+                    keras.ops.image.resize(
+                        self._images[i : i + self._CHUNK].astype("float32"),
+                        (size, size),
+                        interpolation=self.interpolation,
+                    )
+                )
+                for i in range(0, len(self._images), self._CHUNK)
+            ]
+            store = np.concatenate(chunks).astype("float32", copy=False)
+        self._store, self.size = store, size  # swapped in whole: readers see one size
+
+    def batch(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Batch `index` of the current epoch, at the current size."""
+        if not 0 <= index < len(self):
+            raise IndexError(f"Batch {index} is out of range: this epoch has {len(self)}.")
+        rows = self._order[index * self.batch_size : (index + 1) * self.batch_size]
+        return self._store[rows], self.labels[rows]
+
+    def next_epoch(self) -> None:
+        """Draw the next epoch's order (Keras calls it at the end of every epoch)."""
+        self.epoch += 1
+        self._order = self._permutation()
+
+    def dataset(self, **kwargs: Any) -> Any:
+        """The batches of one epoch, for `fit`, `evaluate` and `predict`.
+
+        A `keras.utils.PyDataset`; on the TensorFlow backend a `tf.data.Dataset` made
+        from a generator instead, since Keras would fix a PyDataset's batch shape from
+        its first batches there (its image sides are left open here, for resizing).
+
+        Args:
+            **kwargs: `workers`, `use_multiprocessing`, `max_queue_size` of `PyDataset`
+                (ignored on the TensorFlow backend).
+        """
+        import keras
+
+        if keras.backend.backend() != "tensorflow":
+            return _array_batches_class()(self, **kwargs)
+        import tensorflow as tf  # TF-only branch
+
+        def epoch():  # a new generator for every epoch's iterator
+            for index in range(len(self)):
+                yield self.batch(index)
+            self.next_epoch()
+
+        labels = tf.TensorSpec((None, *self.labels.shape[1:]), tf.as_dtype(self.labels.dtype))
+        images = tf.TensorSpec((None, None, None, 3), tf.float32)
+        ds = tf.data.Dataset.from_generator(epoch, output_signature=(images, labels))
+        return ds.apply(tf.data.experimental.assert_cardinality(len(self)))
+
+    def _permutation(self) -> np.ndarray:
+        n = len(self.labels)
+        if not self.shuffle:
+            return np.arange(n)
+        return np.random.default_rng([self.seed, self.epoch]).permutation(n)
+
+
+_ARRAY_BATCHES: Any = None
+
+
+def _array_batches_class() -> Any:
+    """The `PyDataset` behind `ResizableArrays.dataset()`; made on first use, so that
+    importing this module does not import Keras."""
+    global _ARRAY_BATCHES
+    if _ARRAY_BATCHES is None:
+        import keras
+
+        class ArrayBatches(keras.utils.PyDataset):
+            def __init__(self, source: ResizableArrays, **kwargs: Any):
+                super().__init__(**kwargs)
+                self.source = source
+
+            def __len__(self) -> int:
+                return len(self.source)
+
+            def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+                return self.source.batch(index)
+
+            def on_epoch_end(self) -> None:
+                self.source.next_epoch()
+
+        _ARRAY_BATCHES = ArrayBatches
+    return _ARRAY_BATCHES
 
 
 @dataclass(repr=False)
@@ -889,20 +1067,6 @@ def _fits_in_memory(count: int, side: int, description: str) -> bool:
         stacklevel=5,
     )
     return False
-
-
-def _available_memory() -> int | None:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
 
 
 def _positive_int(value: Any, name: str) -> int:

@@ -25,6 +25,7 @@ optimizer), whose learning rate is the base rate times the group's multiplier; w
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -212,7 +213,7 @@ class GroupedOptimizer(keras.optimizers.MultiOptimizer):
             return self.bind(model)
         if self.covers(model):
             return self
-        with model.distribute_strategy.scope():
+        with _strategy_scope(model):
             fresh = self.__class__.from_config(self.get_config()).bind(model)
             fresh.build([])
         state = dict(self._pending)
@@ -331,6 +332,14 @@ def transfer_optimizer(
     """
     from zoo_transfer.recipes._stages import group_order, layer_groups
 
+    if keras.backend.backend() == "jax":
+        raise BuildArgumentError(
+            "Expected the tensorflow or torch backend for transfer_optimizer. Received: "
+            "KERAS_BACKEND='jax'. Keras' JAX trainer applies the optimizer statelessly over "
+            "exactly the trainable variables, while this optimizer holds state for every "
+            "layer that may be unfrozen. On JAX, compile with a plain optimizer and "
+            "unfreeze between fit calls (compile again after each change)."
+        )
     base = keras.optimizers.get(optimizer)
     if learning_rate is not None:
         config = base.get_config()
@@ -342,5 +351,11 @@ def transfer_optimizer(
         base = base.__class__.from_config(config)
     groups = layer_groups(model)
     multipliers = resolve_multipliers(group_order(model), lr_mult)
-    with model.distribute_strategy.scope():
+    with _strategy_scope(model):
         return GroupedOptimizer(base, groups, multipliers, per=per).bind(model)
+
+
+def _strategy_scope(model: Any) -> Any:
+    """The model's `tf.distribute` strategy scope; a no-op on backends without one (JAX)."""
+    strategy = getattr(model, "distribute_strategy", None)  # TensorFlow backend only
+    return strategy.scope() if strategy is not None else contextlib.nullcontext()
