@@ -403,7 +403,37 @@ def run(
         verbose: Keras' progress output (0, 1 or 2).
         report: write `report.html` and its PNGs at the end.
         command: the shell command that started the run, for the resume hint.
+
+    Keras' global dtype policy is set to `config.precision` for the run and restored
+    afterwards.
     """
+    import keras
+
+    previous = keras.config.dtype_policy()
+    try:
+        return _run(
+            config,
+            Path(out),
+            resume=resume,
+            overwrite=overwrite,
+            verbose=verbose,
+            report=report,
+            command=command,
+        )
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def _run(
+    config: JobConfig,
+    out: Path,
+    *,
+    resume: bool,
+    overwrite: bool,
+    verbose: int,
+    report: bool,
+    command: str | None,
+) -> JobResult:
     import keras
 
     from zoo_transfer.callbacks import GradualUnfreezing, ProgressiveResizing
@@ -411,7 +441,6 @@ def run(
     from zoo_transfer.recipes._situations import RECIPES
     from zoo_transfer.registry import get_card
 
-    out = Path(out)
     chief = _is_chief()
     if chief:  # other workers of a multi-worker run write to a scratch folder only
         prepare_out(out, config, resume=resume, overwrite=overwrite, dry=True)

@@ -304,6 +304,28 @@ class GroupedOptimizer(keras.optimizers.MultiOptimizer):
         return cls(**config)
 
 
+@keras.saving.register_keras_serializable(package="zoo_transfer")
+class GroupedLossScaleOptimizer(keras.optimizers.LossScaleOptimizer):
+    """Keras' `LossScaleOptimizer` around a `GroupedOptimizer`, for `mixed_float16`.
+
+    Keras saves a `LossScaleOptimizer`'s variables *and* its inner optimizer's by
+    position, and skips them all (with a warning) when a reload built fewer. Here the
+    loss scale keeps only its own counters, by path; the `GroupedOptimizer` inside
+    saves its state by path itself. `transfer_optimizer` returns one under a
+    `mixed_float16` policy, so Keras does not wrap it in a plain one.
+    """
+
+    def save_own_variables(self, store: Any) -> None:
+        for variable in self._variables:
+            store[variable.path.replace("/", _SEP)] = keras.ops.convert_to_numpy(variable)
+
+    def load_own_variables(self, store: Any) -> None:
+        mine = {variable.path.replace("/", _SEP): variable for variable in self._variables}
+        for key in store.keys():
+            if key in mine:
+                mine[key].assign(store[key])
+
+
 def transfer_optimizer(
     model: Any,
     optimizer: Any = "adam",
@@ -311,8 +333,10 @@ def transfer_optimizer(
     learning_rate: Any = None,
     lr_mult: Any = None,
     per: str = "group",
-) -> GroupedOptimizer:
+) -> GroupedOptimizer | GroupedLossScaleOptimizer:
     """An optimizer for a model from `build`: discriminative LRs, safe to unfreeze.
+
+    Under a `mixed_float16` policy it comes wrapped in a `GroupedLossScaleOptimizer`.
 
     Args:
         model: a model from `zoo_transfer.build`.
@@ -352,7 +376,10 @@ def transfer_optimizer(
     groups = layer_groups(model)
     multipliers = resolve_multipliers(group_order(model), lr_mult)
     with _strategy_scope(model):
-        return GroupedOptimizer(base, groups, multipliers, per=per).bind(model)
+        grouped = GroupedOptimizer(base, groups, multipliers, per=per).bind(model)
+        if keras.config.dtype_policy().name == "mixed_float16":
+            return GroupedLossScaleOptimizer(grouped)
+        return grouped
 
 
 def _strategy_scope(model: Any) -> Any:
