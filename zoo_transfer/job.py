@@ -688,10 +688,20 @@ def _confusion(model: Any, val: Any, class_names: list[str]) -> tuple[Any, list,
         pred = np.asarray(model.predict_on_batch(images)).argmax(-1)
         np.add.at(matrix, (labels, pred), 1)
         for img, t, p in zip(np.asarray(images), labels, pred, strict=True):
-            if t != p and len(mistakes) < 36:
+            if t != p:
                 mistakes.append(
                     (np.clip(img, 0, 255).astype("uint8"), class_names[t], class_names[p])
                 )
+    # every true class in turn, so the grid is not all from the first classes
+    by_class: dict[str, list] = {}
+    for item in mistakes:
+        by_class.setdefault(item[1], []).append(item)
+    mistakes = [
+        group[i]
+        for i in range(max(map(len, by_class.values()), default=0))
+        for group in by_class.values()
+        if i < len(group)
+    ]
     total = int(matrix.sum())
     metrics = {
         "val_accuracy": float(np.trace(matrix) / total) if total else None,

@@ -95,3 +95,23 @@ def test_resume_needs_a_run_and_the_same_options(tmp_path):
         prepare_out(tmp_path, _config(lr=0.1), resume=True, overwrite=False)
     with pytest.raises(BuildArgumentError, match="not both"):
         prepare_out(tmp_path, _config(), resume=True, overwrite=True)
+
+
+def test_confusion_keeps_every_mistake_and_interleaves_the_true_classes():
+    import numpy as np
+
+    from zoo_transfer.job import _confusion
+
+    class AlwaysClass2:
+        def predict_on_batch(self, images):
+            probs = np.zeros((len(images), 3), "float32")
+            probs[:, 2] = 1
+            return probs
+
+    labels = np.array([0, 0, 0, 1, 1, 2])
+    images = np.zeros((6, 4, 4, 3), "float32")
+    batches = [(images[:3], labels[:3]), (images[3:], labels[3:])]
+    matrix, mistakes, metrics = _confusion(AlwaysClass2(), batches, ["a", "b", "c"])
+    assert matrix.tolist() == [[0, 0, 3], [0, 0, 2], [0, 0, 1]]
+    assert [m[1] for m in mistakes] == ["a", "b", "a", "b", "a"]  # round robin, all kept
+    assert metrics == {"val_accuracy": 1 / 6, "val_images": 6}
