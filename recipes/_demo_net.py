@@ -26,10 +26,12 @@ import numpy as np
 
 from zoo_transfer.errors import BuildArgumentError
 
+# As keras.applications do, the constructor names its weights file; the card records
+# the same facts and the registry sweep checks that the two agree.
 WEIGHTS_FILE = "digitnet_digits04.weights.h5"
 WEIGHTS_URL = "package://zoo_transfer/assets/" + WEIGHTS_FILE
 WEIGHTS_HASH = "1184385cfbe1526715c1e9022cff607ddc67f9e25f3f40519df5d832c7319dcf"
-WEIGHTS_CACHE_SUBDIR = "models"
+WEIGHTS_CACHE_SUBDIR = "assets"  # the package's own folder: Keras finds the file in place
 DIGITS_FILE = "digits.npz"
 
 NATIVE_SIZE = 32
@@ -108,23 +110,30 @@ def pretrained_weights_path() -> str:
     """The shipped DigitNet weights, requested the way `keras.applications` request theirs.
 
     The request goes through Keras' `get_file` (so zoo-transfer's registry probe records
-    it and checks it against the card): it copies the package file into Keras' cache
-    (`~/.keras/models`), checks its sha256 and returns the cached path. No network.
+    it against the card). The "cache" is the package's own
+    `assets/` folder, where the file already is: Keras checks its sha256 and returns it
+    in place. Nothing is copied to `~/.keras`, and there is no network.
 
     ```python
-    path = pretrained_weights_path()   # '.../.keras/models/digitnet_digits04.weights.h5'
+    path = pretrained_weights_path()   # '.../zoo_transfer/assets/digitnet_digits04.weights.h5'
     ```
     """
     # The module-level function keras.applications call (zoo-transfer's probe patches it).
+    from urllib.parse import urlparse
+    from urllib.request import url2pathname
+
     from keras.src.utils import file_utils
 
     from zoo_transfer.registry._card import resolve_package_url
 
+    location = resolve_package_url(WEIGHTS_URL)
+    package_root = Path(url2pathname(urlparse(location).path)).parent.parent
     return file_utils.get_file(
         WEIGHTS_FILE,
-        resolve_package_url(WEIGHTS_URL),
+        location,
         file_hash=WEIGHTS_HASH,
         cache_subdir=WEIGHTS_CACHE_SUBDIR,
+        cache_dir=str(package_root),
     )
 
 

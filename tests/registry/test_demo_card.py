@@ -97,7 +97,7 @@ def copied_zoo(monkeypatch, tmp_path):
     monkeypatch.setattr("zoo_transfer.recipes._build.get_card", registry.get)
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
     monkeypatch.setattr(socket, "create_connection", _refuse)  # offline
-    return copy, tmp_path / "keras_home" / "models" / WEIGHTS.name
+    return copy, tmp_path / "keras_home" / data["weights_top"]["cache_subdir"] / WEIGHTS.name
 
 
 def _refuse(*args, **kwargs):
@@ -142,4 +142,13 @@ def test_packaged_weights_are_used_in_place_never_cached(tmp_path, monkeypatch):
     assert card.weights_top.packaged and card.weights_top.url.startswith("package://")
     path = imagenet_weights_file(card, include_top=True)
     assert path.resolve() == WEIGHTS.resolve()
+    assert not any(tmp_path.rglob("*.h5"))
+
+
+def test_the_constructor_requests_the_packaged_file_in_place(tmp_path, monkeypatch):
+    """`DigitNet(weights="imagenet")` outside `build` copies nothing to the Keras cache."""
+    from zoo_transfer.recipes._demo_net import pretrained_weights_path
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    assert Path(pretrained_weights_path()).resolve() == WEIGHTS.resolve()
     assert not any(tmp_path.rglob("*.h5"))
