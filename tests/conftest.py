@@ -42,6 +42,41 @@ def pytest_addoption(parser):
     )
 
 
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto` (the default, see pyproject.toml): one worker per core, at most one per 6 GiB.
+
+    A worker peaks near 4 GiB while it builds the largest cards' models.
+    """
+    from zoo_transfer._memory import available_memory
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    memory = available_memory()
+    by_memory = max(1, memory // (6 << 30)) if memory else 1
+    return max(1, min(cores or 1, by_memory))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Keep what shares work on one xdist worker (`--dist loadgroup`).
+
+    A module's tests stay together, so its module-scoped fixtures (a trained run, a
+    built model) are made once. Sweep cards are grouped by their smallest-input build,
+    which cards differing only in input size share (`registry/card_sweep.py`).
+    """
+    from zoo_transfer.registry import get_card
+
+    for item in items:
+        if item.get_closest_marker("xdist_group"):
+            continue
+        params = getattr(item, "callspec", None)
+        card_name = params.params.get("card_name") if params else None
+        if card_name is not None:
+            card = get_card(card_name)
+            group = f"card:{card.constructor}:{sorted(card.kwargs.items())}"
+        else:
+            group = item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 def pytest_generate_tests(metafunc):
     if "card_name" in metafunc.fixturenames:
         from zoo_transfer.registry import REGISTRY
