@@ -187,3 +187,11 @@ def run_on_two_cpus(body: str) -> str:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout
+
+
+@pytest.fixture(scope="session")
+def make_folder():
+    """`make_folder(root, per_class, seed=0, classes=5)` writes a digits folder."""
+    from digit_folders import write_folder
+
+    return write_folder

@@ -55,8 +55,8 @@ import numpy as np
 
 from zoo_transfer._memory import available_memory as _available_memory
 from zoo_transfer.errors import BuildArgumentError, DataError, DataWarning
+from zoo_transfer.folders import IMAGE_EXTENSIONS, class_folders, images_under
 
-IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".webp")
 AUGMENT_PRESETS = ("none", "light", "medium", "heavy")
 _MIXING_PRESETS = ("heavy",)  # presets whose layers mix labels: one-hot labels
 _CACHE_MEMORY_FRACTION = 0.5  # stream instead of caching above this share of free memory
@@ -681,7 +681,7 @@ def _read_folder(root: Path, storage: int, cache: bool) -> _Part:
         raise DataError(
             f"Expected a folder with one subfolder per class. Received a file: {str(root)!r}."
         )
-    class_names = sorted(p.name for p in root.iterdir() if p.is_dir())
+    class_names = class_folders(root)  # hidden folders (.ipynb_checkpoints, __MACOSX) left out
     description = f"folder {str(root)!r}"
     if not class_names:
         loose = [p.name for p in root.iterdir() if p.is_file()]
@@ -697,12 +697,9 @@ def _read_folder(root: Path, storage: int, cache: bool) -> _Part:
         )
     paths, labels = [], []
     for index, name in enumerate(class_names):
-        for directory, subdirs, files in os.walk(root / name):
-            subdirs.sort()
-            for file in sorted(files):
-                if file.lower().endswith(IMAGE_EXTENSIONS):
-                    paths.append(os.path.join(directory, file))
-                    labels.append(index)
+        files = images_under(root / name)
+        paths += files
+        labels += [index] * len(files)
     if not paths:
         raise DataError(
             f"{description} has class folders {class_names} but no image files in "
@@ -713,6 +710,8 @@ def _read_folder(root: Path, storage: int, cache: bool) -> _Part:
     ok, store = _first_pass(paths, side)
     keys = np.flatnonzero(ok)
     skipped = [paths[i] for i in np.flatnonzero(~ok)]
+    if len(keys):  # with none readable at all, `_read` names the failed files instead
+        _no_empty_class(class_names, labels_np[keys], description)
     if store is not None:
         return _Part(
             np.arange(len(keys)),
@@ -729,6 +728,19 @@ def _read_folder(root: Path, storage: int, cache: bool) -> _Part:
         description,
         skipped=skipped,
     )
+
+
+def _no_empty_class(class_names: list[str], labels: np.ndarray, description: str) -> None:
+    """Refuse a class folder with no readable image: it would be a class the model never sees."""
+    counts = np.bincount(labels, minlength=len(class_names))
+    empty = [name for name, n in zip(class_names, counts, strict=True) if n == 0]
+    if empty:
+        raise DataError(
+            f"{description}: class folder(s) {empty} hold no readable image (no file ending "
+            f"in {', '.join(IMAGE_EXTENSIONS)}, or only corrupt ones). A class the model "
+            "never sees cannot be learned: add images to it, or move the folder out of the "
+            "data folder."
+        )
 
 
 def _first_pass(paths: list[str], side: int | None) -> tuple[np.ndarray, Any]:

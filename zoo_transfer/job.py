@@ -48,6 +48,13 @@ STRATEGIES = ("auto", "mirrored", "tpu", "multiworker")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 EMBEDDED_DATA = "zoo:digits"  # the demo's digits, shipped with the package
 _RUN_FILES = ("config.json", "history.json", "labels.json")
+MANIFEST = "zoo-transfer-run.json"  # what a run writes in its out folder: all --overwrite removes
+RUN_OUTPUTS = (
+    *_RUN_FILES, "metrics.json", "best.keras", "final.keras", "interrupted.keras",
+    "report.html", "report.json", "curves.png", "confusion.png", "misclassified.png",
+    "backup", "features", MANIFEST,
+)  # fmt: skip
+_ASIDE = ".zoo-transfer-replaced"  # the earlier run, kept whole until the new one is running
 
 
 @dataclass
@@ -248,8 +255,53 @@ def prepare_out(
                 "so --overwrite will not delete it. Choose another --out."
             )
         if not dry:
-            shutil.rmtree(out)
+            set_aside_earlier_run(out)
     return config
+
+
+def _earlier_outputs(out: Path) -> list[str]:
+    """The names an earlier run wrote in `out`: its manifest's list, else the known outputs."""
+    try:
+        names = json.loads((out / MANIFEST).read_text())["outputs"]
+        names = [n for n in names if isinstance(n, str) and "/" not in n and n not in ("", "..")]
+    except (OSError, ValueError, KeyError, TypeError):
+        names = list(RUN_OUTPUTS)
+    return [n for n in names if (out / n).exists() or (out / n).is_symlink()]
+
+
+def set_aside_earlier_run(out: Path) -> None:
+    """Move the earlier run's outputs (and nothing of the user's) into `out/.zoo-transfer-replaced`.
+
+    The new run deletes them once it has finished its first epoch
+    (`drop_earlier_run`); if it fails before, `restore_earlier_run` puts them back.
+    """
+    aside = out / _ASIDE
+    if aside.exists():  # a replacement that never finished: its earlier run comes back first
+        restore_earlier_run(out)
+    aside.mkdir()
+    for name in _earlier_outputs(out):
+        os.replace(out / name, aside / name)
+
+
+def restore_earlier_run(out: Path) -> None:
+    """Undo `set_aside_earlier_run`: remove what the new run wrote, move the earlier run back."""
+    aside = out / _ASIDE
+    if not aside.is_dir():
+        return
+    for name in RUN_OUTPUTS:
+        target = out / name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        elif target.exists() or target.is_symlink():
+            target.unlink()
+    for entry in aside.iterdir():
+        os.replace(entry, out / entry.name)
+    aside.rmdir()
+
+
+def drop_earlier_run(out: Path) -> None:
+    """Delete the earlier run set aside by `set_aside_earlier_run` (the new one is running)."""
+    shutil.rmtree(out / _ASIDE, ignore_errors=True)
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -373,6 +425,18 @@ def _history_callback(path: Path, start_records: list[dict[str, Any]]) -> Any:
     return HistoryFile()
 
 
+def _drop_earlier_run_callback(out: Path) -> Any:
+    import keras
+
+    class DropEarlierRun(keras.callbacks.Callback):
+        """Once the new run has finished an epoch, the run it replaces is deleted."""
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            drop_earlier_run(out)
+
+    return DropEarlierRun()
+
+
 def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
@@ -411,7 +475,7 @@ def run(
 
     previous = keras.config.dtype_policy()
     try:
-        return _run(
+        result = _run(
             config,
             Path(out),
             resume=resume,
@@ -420,8 +484,20 @@ def run(
             report=report,
             command=command,
         )
+    except BaseException as err:
+        if (Path(out) / _ASIDE).is_dir():  # failed before its first epoch: the earlier run stays
+            restore_earlier_run(Path(out))
+            if isinstance(err, TrainingInterrupted):
+                raise TrainingInterrupted(
+                    f"Interrupted before the first epoch finished; the earlier run in {out} "
+                    "is kept as it was.",
+                    resume_command="",
+                ) from None
+        raise
     finally:
         keras.config.set_dtype_policy(previous)
+    drop_earlier_run(Path(out))
+    return result
 
 
 def _run(
@@ -440,6 +516,7 @@ def _run(
     from zoo_transfer.optimizers import transfer_optimizer
     from zoo_transfer.recipes._situations import RECIPES
     from zoo_transfer.registry import get_card
+    from zoo_transfer.saving import best_model_checkpoint, save_for_inference
 
     chief = _is_chief()
     if chief:  # other workers of a multi-worker run write to a scratch folder only
@@ -480,6 +557,7 @@ def _run(
         prepare_out(out, config, resume=resume, overwrite=overwrite)
     if chief:
         out.mkdir(parents=True, exist_ok=True)
+        _write_json(out / MANIFEST, {"outputs": list(RUN_OUTPUTS)})
         _write_json(out / "config.json", config.to_json())
         _write_json(labels_path, class_names)
         work = out
@@ -530,13 +608,19 @@ def _run(
     if config.unfreeze:
         callbacks.append(GradualUnfreezing(config.unfreeze, verbose=verbose))
     if splits.val is not None:
+        earlier = [r["val_accuracy"] for r in start_records if r.get("val_accuracy") is not None]
         callbacks.append(
-            keras.callbacks.ModelCheckpoint(
-                str(work / "best.keras"), monitor="val_accuracy", save_best_only=True
+            best_model_checkpoint(
+                work / "best.keras",
+                class_names=class_names,
+                image_size=sizes[-1],
+                best=max(earlier, default=None),
             )
         )
 
     callbacks.append(history_cb)  # last: it records what the others added to the logs
+    if chief and overwrite:
+        callbacks.append(_drop_earlier_run_callback(out))
     if config.strategy == "multiworker":
         _multiworker_fixes(model, strategy, next(iter(splits.train)))
     from zoo_transfer.cached import cached_head_applies, fit_cached_head
@@ -577,7 +661,9 @@ def _run(
         hint = command or f"zoo-transfer train {config.model} --data {config.data}"
         hint = hint if "--resume" in hint else f"{hint} --resume"
         if chief:
-            model.save(out / "interrupted.keras")
+            save_for_inference(
+                model, out / "interrupted.keras", class_names=class_names, image_size=sizes[-1]
+            )
         raise TrainingInterrupted(
             f"Interrupted. Finished epochs are saved in {out} (interrupted.keras holds the "
             f"weights at the interruption). Continue with:\n  {hint}",
@@ -588,13 +674,9 @@ def _run(
     events = _events(history, config.unfreeze)
     val_accuracy = history.get("val_accuracy", [None])[-1] if history else None
     if chief:
-        from zoo_transfer.predict import embed_labels
-
-        final = out / "final.keras"
-        model.save(final)
-        embed_labels(final, class_names, image_size=sizes[-1])
-        if (out / "best.keras").exists():
-            embed_labels(out / "best.keras", class_names, image_size=sizes[-1])
+        final = save_for_inference(
+            model, out / "final.keras", class_names=class_names, image_size=sizes[-1]
+        )
         (out / "interrupted.keras").unlink(missing_ok=True)
         if report:
             if config.strategy == "multiworker":  # predict here alone, not collectively

@@ -38,10 +38,10 @@ from zoo_transfer.errors import (
     LabelMismatchError,
     ModelFileError,
 )
+from zoo_transfer.folders import IMAGE_EXTENSIONS, class_folders, images_under
 
 LABELS_ENTRY = "zoo_transfer/labels.json"  # inside the .keras zip
 LABELS_FILE = "labels.json"  # beside the .keras file
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 DEFAULT_IMAGE_SIZE = (224, 224)  # for models whose input takes any size
 _WEIGHT_SUFFIXES = (".h5", ".hdf5")
 _PATH_SUFFIXES = (".keras", ".zip", ".json", ".pb", *_WEIGHT_SUFFIXES)
@@ -265,7 +265,7 @@ def _load_keras_file(path: Path) -> LoadedModel:
     import keras
 
     try:
-        model = keras.saving.load_model(str(path))
+        model = keras.saving.load_model(str(path), compile=False)  # inference needs none
     except Exception as exc:  # Keras raises many kinds for a bad archive
         raise ModelFileError(
             f"{path} could not be loaded as a Keras model ({type(exc).__name__}: "
@@ -499,7 +499,7 @@ def image_folder(root: str | os.PathLike, class_names: Sequence[str] | None = No
             f"No folder at {str(base)!r}. Expected a folder with one subfolder per class "
             "(e.g. val/cat/1.jpg, val/dog/2.jpg)."
         )
-    folders = sorted(d.name for d in base.iterdir() if d.is_dir() and not d.name.startswith("."))
+    folders = class_folders(base)  # the training reader's rule: hidden folders are no class
     if not folders:
         raise ImageFileError(
             f"{str(base)!r} has no subfolders. Expected one subfolder per class "
@@ -525,9 +525,7 @@ def image_folder(root: str | os.PathLike, class_names: Sequence[str] | None = No
         index.setdefault(n, i)
     paths, labels = [], []
     for f in folders:
-        files = sorted(
-            p for p in (base / f).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-        )
+        files = [Path(p) for p in images_under(base / f)]
         paths += files
         labels += [index[f]] * len(files)
     if not paths:

@@ -79,11 +79,31 @@ def test_an_existing_folder_is_refused_and_kept(tmp_path):
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
-def test_overwrite_replaces_an_earlier_run_only(tmp_path):
-    (tmp_path / "config.json").write_text(json.dumps(_config().to_json()))
-    (tmp_path / "history.json").write_text("[]")
+def test_overwrite_sets_the_earlier_run_aside_and_never_touches_the_users_files(tmp_path):
+    from zoo_transfer.job import drop_earlier_run, restore_earlier_run
+
+    def earlier_run():
+        (tmp_path / "config.json").write_text(json.dumps(_config().to_json()))
+        (tmp_path / "history.json").write_text("[]")
+        (tmp_path / "backup").mkdir()
+        (tmp_path / "backup" / "latest.weights.h5").write_bytes(b"w")
+
+    earlier_run()
+    (tmp_path / "notes.txt").write_text("mine")
+    (tmp_path / "my-folder").mkdir()
     prepare_out(tmp_path, _config(), resume=False, overwrite=True)
-    assert not tmp_path.exists() or not any(tmp_path.iterdir())
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".zoo-transfer-replaced", "my-folder", "notes.txt"
+    ]  # fmt: skip
+    (tmp_path / "config.json").write_text("{}")  # the new run starts, then fails
+    restore_earlier_run(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text()) == _config().to_json()
+    assert (tmp_path / "backup" / "latest.weights.h5").read_bytes() == b"w"
+    assert not (tmp_path / ".zoo-transfer-replaced").exists()
+
+    prepare_out(tmp_path, _config(), resume=False, overwrite=True)
+    drop_earlier_run(tmp_path)  # the new run finished an epoch
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["my-folder", "notes.txt"]
 
 
 def test_resume_needs_a_run_and_the_same_options(tmp_path):

@@ -1,0 +1,116 @@
+"""The README's path as a new user runs it: train, evaluate, predict, plain Keras, --overwrite.
+
+Every step is a new process through the installed console script, so nothing is
+registered that the saved files do not carry themselves (0.1's models failed exactly
+there while the in-process tests passed).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from user_shell import python, shell
+
+TRAIN = ["train", "digitnet", "--batch-size", "8", "--quiet"]
+
+# Loads a .keras file in a process that never imports zoo_transfer, with safe mode on,
+# and prints its predictions for the images in an .npy file.
+PLAIN_KERAS = """
+import json, sys
+import keras, numpy as np
+model = keras.saving.load_model(sys.argv[1], safe_mode=True)
+probs = model.predict(np.load(sys.argv[2]), verbose=0)
+assert "zoo_transfer" not in sys.modules, "zoo_transfer was imported"
+print(json.dumps(np.asarray(probs, "float64").tolist()))
+"""
+
+
+PER_CLASS = 24
+
+
+def _user_data(make_folder, root: Path) -> Path:
+    """Three classes of digits, plus the junk a real folder has: hidden and __ folders."""
+    data = make_folder(root / "data", per_class=PER_CLASS, classes=3)
+    for junk in (".ipynb_checkpoints", "__MACOSX"):
+        shutil.copytree(data / "5", data / junk)
+    shutil.copy(data / "6" / "000.png", data / "5" / "._000.png")  # a macOS resource fork
+    return data
+
+
+@pytest.fixture(scope="module")
+def trained(make_folder, tmp_path_factory):
+    root = tmp_path_factory.mktemp("user")
+    data = _user_data(make_folder, root)
+    out = root / "run"
+    shell(*TRAIN, "--data", str(data), "--epochs", "2", "--unfreeze", "1:stage3", "--out", str(out))
+    return data, out
+
+
+def test_hidden_folders_are_not_classes(trained):
+    data, out = trained
+    assert json.loads((out / "labels.json").read_text()) == ["5", "6", "7"]
+    history = json.loads((out / "history.json").read_text())
+    assert len(history) == 2
+
+
+@pytest.mark.parametrize("name", ["final.keras", "best.keras"])
+def test_saved_models_load_in_plain_keras_with_the_same_predictions(trained, tmp_path, name):
+    data, out = trained
+    images = sorted((data / "6").glob("0*.png"))[:3]
+    ours = json.loads(shell("predict", str(out / name), *map(str, images), "--format", "json",
+                            "--top-k", "3").stdout)  # fmt: skip
+    pixels = np.stack([np.asarray(__import__("PIL.Image").Image.open(p).convert("RGB"))
+                       for p in images]).astype("float32")  # fmt: skip
+    np.save(tmp_path / "x.npy", pixels)
+    plain = np.asarray(json.loads(python(PLAIN_KERAS, str(out / name), str(tmp_path / "x.npy"))))
+    assert plain.shape == (3, 3)
+    for row, prediction in zip(plain, ours, strict=True):
+        top = prediction["top"][0]
+        assert ["5", "6", "7"][int(row.argmax())] == top["class"]
+        assert row.max() == pytest.approx(top["probability"], abs=1e-4)
+
+
+def test_evaluate_and_predict_agree_on_the_saved_model(trained):
+    data, out = trained
+    evaluated = json.loads(
+        shell("evaluate", str(out / "final.keras"), "--data", str(data), "--format", "json").stdout
+    )
+    assert [c["name"] for c in evaluated["classes"]] == ["5", "6", "7"]
+    assert (
+        evaluated["num_samples"] == 3 * PER_CLASS
+    )  # the hidden folders and ._ files are not samples
+    image = data / "7" / "010.png"
+    predicted = json.loads(shell("predict", str(out / "final.keras"), str(image),
+                                 "--format", "json").stdout)  # fmt: skip
+    sample = next(s for s in evaluated["samples"] if s["item"].endswith("7/010.png"))
+    assert predicted[0]["top"][0]["class"] == sample["predicted"]
+
+
+def test_overwrite_keeps_the_users_files_and_a_failed_replacement_keeps_the_run(trained):
+    data, out = trained
+    (out / "my-notes.txt").write_text("mine")
+    (out / "my-plots").mkdir()
+    (out / "my-plots" / "a.png").write_bytes(b"png")
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+
+    # a typo in the schedule, then a weights file that does not exist: both fail, and the
+    # earlier run is still whole, byte for byte
+    for bad in (["--unfreeze", "1:stage33"], ["--weights", str(out / "missing.weights.h5")]):
+        failed = shell(*TRAIN, "--data", str(data), "--epochs", "2", *bad, "--out", str(out),
+                       "--overwrite", check=False)  # fmt: skip
+        assert failed.returncode != 0
+        assert "Traceback" not in failed.stderr, failed.stderr[-2000:]
+        after = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+        assert after == before, set(before) ^ set(after)
+        assert (out / "backup").is_dir() and not (out / ".zoo-transfer-replaced").exists()
+
+    shell(*TRAIN, "--data", str(data), "--epochs", "1", "--out", str(out), "--overwrite")
+    assert (out / "my-notes.txt").read_text() == "mine"
+    assert (out / "my-plots" / "a.png").read_bytes() == b"png"
+    assert len(json.loads((out / "history.json").read_text())) == 1  # the new run replaced it
+    assert json.loads((out / "config.json").read_text())["epochs"] == 1
+    assert not (out / ".zoo-transfer-replaced").exists()

@@ -1,0 +1,52 @@
+"""One folder reader: training, validation, evaluate and predict see the same classes and files."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from zoo_transfer.errors import DataError
+from zoo_transfer.folders import IMAGE_EXTENSIONS, list_image_folder
+
+
+@pytest.fixture
+def messy(make_folder, tmp_path):
+    """Three digit classes, with the junk real folders hold."""
+    root = make_folder(tmp_path / "data", per_class=6, classes=3)
+    for junk in (".ipynb_checkpoints", "__MACOSX", ".git"):
+        shutil.copytree(root / "5", root / junk)
+    shutil.copytree(root / "6", root / "6" / ".ipynb_checkpoints")  # hidden, inside a class
+    shutil.copy(root / "7" / "000.png", root / "7" / "._000.png")  # macOS resource fork
+    shutil.copy(root / "7" / "001.png", root / "7" / "001.WEBP.txt")  # not an image name
+    shutil.copy(root / "7" / "002.png", root / "7" / "UPPER.PNG")  # any case
+    return root
+
+
+def test_hidden_folders_and_files_are_never_classes_or_samples(messy):
+    listing = list_image_folder(messy)
+    assert listing.class_names == ["5", "6", "7"]
+    assert np.bincount(listing.labels).tolist() == [6, 6, 7]
+    assert not any("/." in p or "__" in p for p in listing.paths)
+    assert ".webp" in IMAGE_EXTENSIONS
+
+
+def test_training_and_evaluation_read_the_same_files(messy):
+    from zoo_transfer import data
+    from zoo_transfer.predict import image_folder
+
+    splits = data.load(str(messy), image_size=32, validation_split=None, augment="none")
+    evaluated = image_folder(messy)
+    assert splits.class_names == evaluated.class_names == ["5", "6", "7"]
+    assert splits.num_train == len(evaluated.paths) == 19
+    assert [str(p) for p in evaluated.paths] == list_image_folder(messy).paths
+
+
+def test_a_class_without_a_readable_image_is_an_error_naming_it(messy):
+    from zoo_transfer import data
+
+    (messy / "8").mkdir()
+    (messy / "8" / "broken.png").write_text("not an image")
+    with pytest.raises(DataError, match=r"\['8'\].*no readable image"):
+        data.load(str(messy), image_size=32, validation_split=None, augment="none")

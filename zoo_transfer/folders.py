@@ -1,0 +1,93 @@
+"""Image folders: which subfolders are classes and which files are images, one rule everywhere.
+
+Training (`zoo_transfer.data.load`), validation, `evaluate` and `predict` all list a
+folder of `<class>/<image>` files (Keras' `image_dataset_from_directory` layout) with
+this module, so a class index means the same thing in all of them:
+
+- a subfolder is a class unless its name starts with `.` or `__` (`.ipynb_checkpoints`,
+  `.git`, `__MACOSX`, `__pycache__`): such folders are never classes, and nothing inside
+  them, at any depth, is a sample; files whose names start with `.` (macOS' `._x.jpg`
+  resource forks) are skipped too;
+- classes are the sorted subfolder names;
+- an image is a file ending in one of `IMAGE_EXTENSIONS` (any case), at any depth
+  below its class folder. Other files are ignored; files that end so but do not decode
+  are skipped and counted by the readers.
+
+```python
+from zoo_transfer.folders import list_image_folder
+listing = list_image_folder("flowers/train")
+listing.class_names, listing.paths[0], listing.labels[0]
+```
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+#: The extensions TensorFlow's and Pillow's decoders both read.
+IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".webp")
+
+
+def is_hidden(name: str) -> bool:
+    """True for names that are never classes or samples (`.x`, `__MACOSX`, `__pycache__`)."""
+    return name.startswith((".", "__"))
+
+
+def is_image_name(name: str) -> bool:
+    """True for a visible file name ending in one of `IMAGE_EXTENSIONS`."""
+    return not is_hidden(name) and name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def class_folders(root: str | os.PathLike) -> list[str]:
+    """The sorted names of `root`'s class subfolders (hidden ones left out)."""
+    return sorted(p.name for p in Path(root).iterdir() if p.is_dir() and not is_hidden(p.name))
+
+
+def images_under(folder: str | os.PathLike) -> list[str]:
+    """Every image file below `folder`, at any depth, sorted; hidden folders are not entered."""
+    found = []
+    for directory, subdirs, files in os.walk(folder):
+        subdirs[:] = sorted(d for d in subdirs if not is_hidden(d))
+        found += [os.path.join(directory, f) for f in sorted(files) if is_image_name(f)]
+    return found
+
+
+@dataclass
+class FolderListing:
+    """What a class folder holds: image paths, their class indices, the class names."""
+
+    paths: list[str]
+    labels: list[int]
+    class_names: list[str]
+    empty: list[str]  # class folders with no image file
+
+
+def list_image_folder(
+    root: str | os.PathLike, class_names: Sequence[str] | None = None
+) -> FolderListing:
+    """List `root`'s images by class.
+
+    Args:
+        root: a folder with one subfolder per class.
+        class_names: the model's classes, whose order gives the labels; every class
+            folder must be among them (checked by the caller). Default: the sorted
+            class folder names.
+    """
+    folders = class_folders(root)
+    names = list(folders) if class_names is None else list(class_names)
+    index: dict[str, int] = {}
+    for i, name in enumerate(names):
+        index.setdefault(name, i)
+    paths: list[str] = []
+    labels: list[int] = []
+    empty = []
+    for name in folders:
+        files = images_under(Path(root) / name)
+        if not files:
+            empty.append(name)
+        paths += files
+        labels += [index.get(name, -1)] * len(files)
+    return FolderListing(paths, labels, names, empty)

@@ -1,0 +1,105 @@
+"""Saving models for use: plain Keras `.keras` files that load anywhere, written atomically.
+
+A model compiled for transfer learning carries zoo-transfer's optimizer
+(`GroupedOptimizer`) and its compile settings; `model.save` writes both into the
+`.keras` file, and `keras.saving.load_model` then fails in any process where
+zoo-transfer's classes are not registered ("Could not locate class
+'GroupedOptimizer'"). The files a user gets (`final.keras`, `best.keras`,
+`interrupted.keras`) are for inference and deployment, so they hold the architecture
+and the weights only, made of core Keras layers: they load with
+`keras.saving.load_model(path)` (safe mode on) in a process that never imports
+zoo_transfer, and give the same predictions. The training state (optimizer slots, step
+counters, epoch) lives in the run's `backup/` folder, which `--resume` reads.
+
+Every file is written to a temporary file beside its target and renamed into place, so
+a kill or a full disk never leaves a half-written model where a good one was.
+
+```python
+from zoo_transfer.saving import save_for_inference
+save_for_inference(model, "flowers.keras", class_names=["daisy", "roses"])
+# elsewhere, without zoo_transfer:  keras.saving.load_model("flowers.keras")
+```
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+
+def inference_copy(model: Any) -> Any:
+    """A copy of `model` with the same layers and weights, and no optimizer or compile state."""
+    # From the architecture config alone: `keras.models.clone_model` would compile the
+    # copy with the original's (zoo-transfer) optimizer again.
+    copy = type(model).from_config(model.get_config())
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def save_for_inference(
+    model: Any,
+    path: str | os.PathLike,
+    *,
+    class_names: Sequence[str] | None = None,
+    image_size: int | None = None,
+) -> Path:
+    """Write `model` as a plain Keras `.keras` file (architecture and weights), atomically.
+
+    Args:
+        model: a built Keras model (compiled or not).
+        path: the `.keras` file to write; an existing file is replaced only once the new
+            one is complete.
+        class_names: `list[str]`, embedded in the file (`zoo_transfer.predict.read_labels`).
+        image_size: the side the model was trained at, embedded with the names.
+
+    Returns the path written.
+    """
+    from zoo_transfer.predict import embed_labels
+
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".keras", dir=target.parent)
+    os.close(fd)
+    try:
+        inference_copy(model).save(tmp)
+        if class_names is not None:
+            embed_labels(tmp, class_names, image_size=image_size)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+def best_model_checkpoint(
+    path: str | os.PathLike,
+    *,
+    class_names: Sequence[str] | None = None,
+    image_size: int | None = None,
+    monitor: str = "val_accuracy",
+    best: float | None = None,
+) -> Any:
+    """A callback that saves the model with `save_for_inference` when `monitor` improves.
+
+    Like `keras.callbacks.ModelCheckpoint(save_best_only=True)` for a metric where
+    higher is better, but the file is plain Keras and written atomically. `best` is the
+    best value of earlier epochs (a resumed run), so a worse epoch never replaces it.
+    """
+    import keras
+
+    class BestModel(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.best = -math.inf if best is None else float(best)
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            value = (logs or {}).get(monitor)
+            if value is None or not math.isfinite(float(value)) or float(value) <= self.best:
+                return
+            self.best = float(value)
+            save_for_inference(self.model, path, class_names=class_names, image_size=image_size)
+
+    return BestModel()
