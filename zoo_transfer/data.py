@@ -55,7 +55,7 @@ import numpy as np
 
 from zoo_transfer._memory import available_memory as _available_memory
 from zoo_transfer.errors import BuildArgumentError, DataError, DataWarning
-from zoo_transfer.folders import IMAGE_EXTENSIONS, class_folders, images_under
+from zoo_transfer.folders import IMAGE_EXTENSIONS, list_image_folder
 
 AUGMENT_PRESETS = ("none", "light", "medium", "heavy")
 _MIXING_PRESETS = ("heavy",)  # presets whose layers mix labels: one-hot labels
@@ -681,7 +681,8 @@ def _read_folder(root: Path, storage: int, cache: bool) -> _Part:
         raise DataError(
             f"Expected a folder with one subfolder per class. Received a file: {str(root)!r}."
         )
-    class_names = class_folders(root)  # hidden folders (.ipynb_checkpoints, __MACOSX) left out
+    listing = list_image_folder(root)  # hidden folders (.ipynb_checkpoints, __MACOSX) left out
+    class_names, paths, labels = listing.class_names, listing.paths, listing.labels
     description = f"folder {str(root)!r}"
     if not class_names:
         loose = [p.name for p in root.iterdir() if p.is_file()]
@@ -695,11 +696,6 @@ def _read_folder(root: Path, storage: int, cache: bool) -> _Part:
             f"{description} has a single class folder ({class_names[0]!r}); transfer "
             "learning needs at least 2 classes. Add one subfolder per class."
         )
-    paths, labels = [], []
-    for index, name in enumerate(class_names):
-        files = images_under(root / name)
-        paths += files
-        labels += [index] * len(files)
     if not paths:
         raise DataError(
             f"{description} has class folders {class_names} but no image files in "

@@ -60,9 +60,9 @@ class FolderListing:
     """What a class folder holds: image paths, their class indices, the class names."""
 
     paths: list[str]
-    labels: list[int]
+    labels: list[int]  # indices into class_names; -1 for a folder not among them
     class_names: list[str]
-    empty: list[str]  # class folders with no image file
+    folders: list[str]  # the class folders found (== class_names unless these were given)
 
 
 def list_image_folder(
@@ -72,9 +72,9 @@ def list_image_folder(
 
     Args:
         root: a folder with one subfolder per class.
-        class_names: the model's classes, whose order gives the labels; every class
-            folder must be among them (checked by the caller). Default: the sorted
-            class folder names.
+        class_names: the model's classes, whose order gives the labels; a folder not
+            among them gets label -1 (callers refuse it). Default: the sorted class
+            folder names.
     """
     folders = class_folders(root)
     names = list(folders) if class_names is None else list(class_names)
@@ -83,11 +83,8 @@ def list_image_folder(
         index.setdefault(name, i)
     paths: list[str] = []
     labels: list[int] = []
-    empty = []
     for name in folders:
         files = images_under(Path(root) / name)
-        if not files:
-            empty.append(name)
         paths += files
         labels += [index.get(name, -1)] * len(files)
-    return FolderListing(paths, labels, names, empty)
+    return FolderListing(paths, labels, names, folders)

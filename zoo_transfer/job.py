@@ -42,6 +42,7 @@ from zoo_transfer.errors import (
     OutputFolderError,
     TrainingInterrupted,
 )
+from zoo_transfer.report import REPORT_FILES
 
 RECIPE_NAMES = ("auto", "small-similar", "small-different", "large-similar", "large-different")
 STRATEGIES = ("auto", "mirrored", "tpu", "multiworker")
@@ -51,8 +52,7 @@ _RUN_FILES = ("config.json", "history.json", "labels.json")
 MANIFEST = "zoo-transfer-run.json"  # what a run writes in its out folder: all --overwrite removes
 RUN_OUTPUTS = (
     *_RUN_FILES, "metrics.json", "best.keras", "final.keras", "interrupted.keras",
-    "report.html", "report.json", "curves.png", "confusion.png", "misclassified.png",
-    "backup", "features", MANIFEST,
+    "backup", "features", MANIFEST, *REPORT_FILES,
 )  # fmt: skip
 _ASIDE = ".zoo-transfer-replaced"  # the earlier run, kept whole until the new one is running
 
@@ -475,7 +475,7 @@ def run(
 
     previous = keras.config.dtype_policy()
     try:
-        result = _run(
+        return _run(
             config,
             Path(out),
             resume=resume,
@@ -496,8 +496,6 @@ def run(
         raise
     finally:
         keras.config.set_dtype_policy(previous)
-    drop_earlier_run(Path(out))
-    return result
 
 
 def _run(

@@ -38,7 +38,7 @@ from zoo_transfer.errors import (
     LabelMismatchError,
     ModelFileError,
 )
-from zoo_transfer.folders import IMAGE_EXTENSIONS, class_folders, images_under
+from zoo_transfer.folders import IMAGE_EXTENSIONS, list_image_folder
 
 LABELS_ENTRY = "zoo_transfer/labels.json"  # inside the .keras zip
 LABELS_FILE = "labels.json"  # beside the .keras file
@@ -499,13 +499,14 @@ def image_folder(root: str | os.PathLike, class_names: Sequence[str] | None = No
             f"No folder at {str(base)!r}. Expected a folder with one subfolder per class "
             "(e.g. val/cat/1.jpg, val/dog/2.jpg)."
         )
-    folders = class_folders(base)  # the training reader's rule: hidden folders are no class
+    checked = None if class_names is None else _check_names(list(class_names))
+    listing = list_image_folder(base, checked)  # the training reader, with its rules
+    folders, names = listing.folders, listing.class_names
     if not folders:
         raise ImageFileError(
             f"{str(base)!r} has no subfolders. Expected one subfolder per class "
             "(e.g. val/cat/1.jpg, val/dog/2.jpg)."
         )
-    names = list(folders) if class_names is None else _check_names(list(class_names))
     unknown = [f for f in folders if f not in names]
     if unknown:
         hint = ""
@@ -520,14 +521,7 @@ def image_folder(root: str | os.PathLike, class_names: Sequence[str] | None = No
             f"subfolders named after the model's labels {names[:20]}"
             f"{' ...' if len(names) > 20 else ''}. Received: {folders}.{hint}"
         )
-    index = {}
-    for i, n in enumerate(names):
-        index.setdefault(n, i)
-    paths, labels = [], []
-    for f in folders:
-        files = [Path(p) for p in images_under(base / f)]
-        paths += files
-        labels += [index[f]] * len(files)
+    paths, labels = [Path(p) for p in listing.paths], listing.labels
     if not paths:
         raise ImageFileError(
             f"No images under {str(base)!r}. Expected files ending in "

@@ -32,6 +32,7 @@ CONFUSION_PNG = "confusion.png"
 MISCLASSIFIED_PNG = "misclassified.png"
 REPORT_HTML = "report.html"
 MANIFEST_JSON = "report.json"
+REPORT_FILES = (REPORT_HTML, MANIFEST_JSON, CURVES_PNG, CONFUSION_PNG, MISCLASSIFIED_PNG)
 
 # At most this many misclassified images go into the grid; the page says how many exist.
 MAX_MISCLASSIFIED = 36

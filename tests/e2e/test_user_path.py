@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 from user_shell import python, shell
 
 TRAIN = ["train", "digitnet", "--batch-size", "8", "--quiet"]
@@ -63,9 +64,8 @@ def test_saved_models_load_in_plain_keras_with_the_same_predictions(trained, tmp
     images = sorted((data / "6").glob("0*.png"))[:3]
     ours = json.loads(shell("predict", str(out / name), *map(str, images), "--format", "json",
                             "--top-k", "3").stdout)  # fmt: skip
-    pixels = np.stack([np.asarray(__import__("PIL.Image").Image.open(p).convert("RGB"))
-                       for p in images]).astype("float32")  # fmt: skip
-    np.save(tmp_path / "x.npy", pixels)
+    pixels = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in images])
+    np.save(tmp_path / "x.npy", pixels.astype("float32"))
     plain = np.asarray(json.loads(python(PLAIN_KERAS, str(out / name), str(tmp_path / "x.npy"))))
     assert plain.shape == (3, 3)
     for row, prediction in zip(plain, ours, strict=True):
