@@ -10,6 +10,7 @@ whose layers are named `head_*`.
 from __future__ import annotations
 
 import inspect
+import numbers
 import re
 import warnings
 from collections.abc import Sequence
@@ -34,14 +35,20 @@ BN_POLICIES = ("frozen", "train")
 
 
 # ------------------------------------------------------------------ validation
-def _check_num_classes(num_classes: Any) -> None:
+def _check_num_classes(num_classes: Any) -> int | None:
+    """`num_classes` as a Python int (numpy integers such as `y.max() + 1` included)."""
     if num_classes is None:
-        return
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        return None
+    if (
+        isinstance(num_classes, bool)
+        or not isinstance(num_classes, numbers.Integral)
+        or num_classes < 1
+    ):
         raise BuildArgumentError(
             "Expected `num_classes` to be a positive int (1 gives a sigmoid output) or None "
             f"(keep the pretrained classifier). Received: num_classes={num_classes!r}"
         )
+    return int(num_classes)
 
 
 def _check_input_shape(card: Card, input_shape: Any) -> tuple:
@@ -472,7 +479,7 @@ def build(
     ```
     """
     card = get_card(name)
-    _check_num_classes(num_classes)
+    num_classes = _check_num_classes(num_classes)
     shape = _check_input_shape(card, input_shape)
     if num_classes is None:
         if cut is not None:

@@ -144,7 +144,14 @@ def load_teachable_machine(path: str | Path, *, name: str | None = None) -> Teac
             "or 'Download' in Teachable Machine)."
         )
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    labels = [str(x) for x in meta.get("labels", [])]
+    labels = meta.get("labels", []) if isinstance(meta, dict) else None
+    if not isinstance(labels, list) or not all(isinstance(x, (str, int)) for x in labels):
+        raise WeightsMismatchError(
+            f'{meta_path}: expected "labels" to be a list of class names, as Teachable '
+            f"Machine writes it. Received: {str(labels)[:200]}. Fix metadata.json or export "
+            "the model again."
+        )
+    labels = [str(x) for x in labels]
     size = int(meta.get("imageSize", 224))
     topology = read_model_json(folder)["modelTopology"]
     outer = topology.get("model_config", topology)["config"]["layers"]

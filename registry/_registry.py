@@ -125,11 +125,19 @@ class Registry:
         owner = self._keys.get(key)
         if owner is not None and owner != card.arch and not override:
             raise DuplicateModelError(card.arch)
+        taken = [a for a in card.aliases if self._keys.get(_norm(a), card.arch) != card.arch]
+        if taken and not override:
+            raise DuplicateModelError(
+                taken[0],
+                f"The alias {taken[0]!r} of {card.name!r} already names the model "
+                f"{self._keys[_norm(taken[0])]!r}. Choose another alias, or pass "
+                "`override=True` to take it over.",
+            )
         self._cards[card.name] = card
         self._default_tag.setdefault(card.arch, card.tag)
         self._keys[key] = card.arch
         for alias in card.aliases:
-            self._keys.setdefault(_norm(alias), card.arch)
+            self._keys[_norm(alias)] = card.arch
 
     # ----------------------------------------------------------------- public
     def register(self, card: Card | Mapping[str, Any], *, override: bool = False) -> Card:

@@ -39,11 +39,21 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
+# Public submodules, reachable as attributes (`zoo_transfer.data.load(...)`) and imported
+# on first access, like the names above.
+_SUBMODULES = (
+    "cached", "callbacks", "data", "demo", "folders", "job", "optimizers", "predict",
+    "recipes", "registry", "report", "saving", "training",
+)  # fmt: skip
 
+
+def __getattr__(name: str):
+    import importlib
+
+    if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in _SUBMODULES:
+        return importlib.import_module(f"zoo_transfer.{name}")
     raise AttributeError(f"module 'zoo_transfer' has no attribute {name!r}")
 
 

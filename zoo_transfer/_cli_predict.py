@@ -25,6 +25,9 @@ def _fail(message: str, code: int) -> None:
 
 
 def _load(model: str, weights: Path | None):
+    from zoo_transfer._quiet import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
     from zoo_transfer.predict import load_for_inference
 
     return load_for_inference(model, weights=weights)

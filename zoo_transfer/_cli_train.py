@@ -11,12 +11,26 @@ from pathlib import Path
 
 import click
 
+from zoo_transfer._quiet import import_tensorflow_quietly
 from zoo_transfer.errors import TrainingInterrupted, ZooTransferError
 
 
 def _fail(message: str, code: int = 2) -> None:
     click.echo(f"Error: {message}", err=True)
     sys.exit(code)
+
+
+def _progress(quiet: bool) -> int:
+    """Keras' verbosity: bars on a terminal, one line per epoch into a file or pipe."""
+    if quiet:
+        return 0
+    return 1 if sys.stdout.isatty() else 2
+
+
+def _interrupted(exc: TrainingInterrupted) -> None:
+    """Ctrl-C is the user's choice, not an error: say how to continue, exit 130."""
+    click.echo(str(exc), err=True)
+    sys.exit(130)
 
 
 def _command_line() -> str:
@@ -88,6 +102,7 @@ def train_cmd(model: str, **opts) -> None:
     zoo-transfer train mobilenet_v3_small --data photos/ --progressive 160,224 \\
         --unfreeze 3:stage4 --epochs 6 --out runs/photos
     """
+    import_tensorflow_quietly()
     from zoo_transfer.job import JobConfig, parse_lr_mult, parse_sizes, parse_unfreeze, run
 
     if opts["image_size"] and opts["progressive"]:
@@ -120,11 +135,11 @@ def train_cmd(model: str, **opts) -> None:
             out,
             resume=opts["resume"],
             overwrite=opts["overwrite"],
-            verbose=0 if opts["quiet"] else 1,
+            verbose=_progress(opts["quiet"]),
             command=_command_line(),
         )
     except TrainingInterrupted as exc:
-        _fail(str(exc), 130)
+        _interrupted(exc)
     except ZooTransferError as exc:
         _fail(str(exc))
     acc = result.val_accuracy
@@ -154,11 +169,12 @@ def train_cmd(model: str, **opts) -> None:
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def demo_cmd(model: str, data: str, epochs: int, out: Path | None, quiet: bool) -> None:
     """The main job, offline: transfer vs from scratch, with models and a report."""
+    import_tensorflow_quietly()
     from zoo_transfer.demo import demo
 
     try:
         demo(model, data, out=out, epochs=epochs, verbose=0 if quiet else 2, echo=click.echo)
     except TrainingInterrupted as exc:
-        _fail(str(exc), 130)
+        _interrupted(exc)
     except ZooTransferError as exc:
         _fail(str(exc))

@@ -81,10 +81,7 @@ class GradualUnfreezing(keras.callbacks.Callback):
         optimizer = getattr(self.model, "optimizer", None)
         inner = getattr(optimizer, "inner_optimizer", optimizer)  # LossScaleOptimizer
         if not isinstance(inner, GroupedOptimizer):
-            raise BuildArgumentError(
-                "GradualUnfreezing needs an optimizer built for every layer that may be "
-                "unfrozen. Compile with `zoo_transfer.transfer_optimizer(model, ...)`."
-            )
+            optimizer = inner = self._grouped(optimizer)
         fresh = inner.rebind(self.model)  # a reloaded .keras: built for the trainable set only
         if fresh is not inner:
             if optimizer is inner:
@@ -102,6 +99,32 @@ class GradualUnfreezing(keras.callbacks.Callback):
                     "Adam's bias correction for the wrong step. Unfreeze whole stages, or "
                     "compile with transfer_optimizer(model, ..., per='layer')."
                 )
+
+    def _grouped(self, optimizer: Any) -> Any:
+        """Replace a plain optimizer that holds no state yet by `transfer_optimizer`'s."""
+        from zoo_transfer.optimizers import GroupedOptimizer, transfer_optimizer
+
+        plain = isinstance(optimizer, keras.optimizers.Optimizer) and not isinstance(
+            optimizer, keras.optimizers.LossScaleOptimizer
+        )
+        if not plain or int(keras.ops.convert_to_numpy(optimizer.iterations)) > 0:
+            raise BuildArgumentError(
+                "GradualUnfreezing needs an optimizer built for every layer that may be "
+                f"unfrozen; {type(optimizer).__name__} already holds training state, which "
+                "converting it would lose. Compile with "
+                "`zoo_transfer.transfer_optimizer(model, ...)` before the first fit."
+            )
+        grouped = transfer_optimizer(self.model, optimizer)
+        if not isinstance(grouped, GroupedOptimizer):  # mixed precision: loss-scale wrapped
+            raise BuildArgumentError(
+                "Under mixed precision, compile with `zoo_transfer.transfer_optimizer(model, "
+                "...)` to use GradualUnfreezing."
+            )
+        grouped = grouped.rebind(self.model)
+        grouped.build([])
+        self.model.optimizer = grouped
+        self.model.make_train_function(force=True)
+        return grouped
 
     def _split_groups(self) -> str | None:
         """A group whose layers would start training at different epochs, if any."""

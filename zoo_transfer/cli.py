@@ -166,7 +166,10 @@ def _fmt3(v: Any) -> str:
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def validate_cmd(path: Path) -> None:
     """Check a card file (one card, or a family file with "cards") against the schema."""
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        _fail(f"{path}: not a card file (not UTF-8 text). Expected a JSON card or family file.", 1)
     try:
         data = json.loads(text)
         if isinstance(data, dict) and "cards" in data:

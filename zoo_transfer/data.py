@@ -791,7 +791,25 @@ def _read_arrays(x: Any, y: Any) -> _Part:
         x = x[..., :3]
     if x.dtype != np.uint8:
         x = x.astype("float32")
+        if x.size and 0.0 <= x.min() and x.max() <= 1.0:
+            warnings.warn(
+                f"The images are floats in [0, 1] (max {x.max():.3g}), but zoo-transfer "
+                "models take raw RGB in 0-255 and normalise inside. Pass `x * 255` (or "
+                "uint8 images).",
+                DataWarning,
+                stacklevel=3,
+            )
     num_classes = int(y.max()) + 1 if len(y) else 0
+    missing = sorted(set(range(num_classes)) - set(np.unique(y).tolist()))
+    if missing:
+        warnings.warn(
+            f"The labels run 0-{num_classes - 1}, so the model gets {num_classes} classes, "
+            f"but classes {missing[:20]}{' ...' if len(missing) > 20 else ''} have no "
+            "sample here. Renumber the labels 0..K-1 (e.g. np.unique(y, return_inverse=True)"
+            "[1]) unless those classes are only missing from this split.",
+            DataWarning,
+            stacklevel=3,
+        )
     with tf.device("/CPU:0"):
         store = tf.convert_to_tensor(x)
     return _Part(

@@ -47,10 +47,11 @@ class CardValidationError(ZooTransferError, ValueError):
 class DuplicateModelError(ZooTransferError, ValueError):
     """`register_model` was given a name that is already registered."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, message: str | None = None):
         self.name = name
         super().__init__(
-            f"A model named {name!r} is already registered. Pass `override=True` to "
+            message
+            or f"A model named {name!r} is already registered. Pass `override=True` to "
             "replace it, or give your card another `arch` or `tag`."
         )
 

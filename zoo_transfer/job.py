@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -54,6 +55,7 @@ RUN_OUTPUTS = (
     *_RUN_FILES, "metrics.json", "best.keras", "final.keras", "interrupted.keras",
     "backup", "features", MANIFEST, *REPORT_FILES,
 )  # fmt: skip
+LOCK = ".zoo-transfer.lock"  # held by the process training in the folder
 _ASIDE = ".zoo-transfer-replaced"  # the earlier run, kept whole until the new one is running
 
 
@@ -115,6 +117,12 @@ class JobConfig:
         if self.precision not in PRECISIONS:
             raise BuildArgumentError(
                 f"Unknown precision {self.precision!r}. Choose one of: {', '.join(PRECISIONS)}."
+            )
+        if self.lr is not None and not (
+            isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0
+        ):
+            raise BuildArgumentError(
+                f"Expected --lr to be a finite number > 0, e.g. 0.001. Received: lr={self.lr!r}"
             )
         if self.batch_size < 1:
             raise BuildArgumentError(f"Expected batch_size >= 1. Received: {self.batch_size}")
@@ -225,7 +233,7 @@ def prepare_out(
     if resume and overwrite:
         raise BuildArgumentError("Pass --resume or --overwrite, not both.")
     saved = out / "config.json"
-    exists = out.exists() and any(out.iterdir())
+    exists = out.exists() and any(p.name != LOCK for p in out.iterdir())
     if resume:
         if not saved.exists():
             raise OutputFolderError(
@@ -242,6 +250,13 @@ def prepare_out(
                 f"options differ: {pairs}. Use the same options (only --epochs may grow), "
                 "or start a new run with another --out."
             )
+        done = _finished_epochs(out)
+        if done >= config.epochs:
+            raise OutputFolderError(
+                f"The run in {out} has finished {done} epochs, and --epochs {config.epochs} "
+                "asks for no more, so there is nothing to resume; nothing was changed. Pass "
+                f"--epochs above {done} to train on, or start a new run with another --out."
+            )
         return config
     if exists:
         if not overwrite:
@@ -257,6 +272,55 @@ def prepare_out(
         if not dry:
             set_aside_earlier_run(out)
     return config
+
+
+_LOCKS: dict[Path, Any] = {}  # out folder -> the open lock file this process holds
+
+
+def _lock(out: Path) -> None:
+    """Hold `out/.zoo-transfer.lock` for this process, or refuse: one run per out folder.
+
+    The lock is an `fcntl.flock`, released by `_unlock` or when the process ends (even
+    by kill -9), so a crashed run never leaves the folder locked.
+    """
+    import fcntl
+
+    out.mkdir(parents=True, exist_ok=True)
+    handle = open(out / LOCK, "a+")  # noqa: SIM115 - held until _unlock
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        pid = handle.read().strip() or "another process"
+        handle.close()
+        raise OutputFolderError(
+            f"{out} is in use: zoo-transfer (pid {pid}) is training there. Wait for it to "
+            "finish (or stop it), or choose another --out."
+        ) from None
+    handle.truncate(0)
+    handle.write(str(os.getpid()))
+    handle.flush()
+    _LOCKS[out.resolve()] = handle
+
+
+def _unlock(out: Path) -> None:
+    """Release and remove the lock; a folder left holding nothing else is removed too."""
+    handle = _LOCKS.pop(out.resolve(), None)
+    if handle is None:
+        return
+    (out / LOCK).unlink(missing_ok=True)
+    handle.close()
+    if not any(out.iterdir()):  # a new run that failed before writing anything
+        out.rmdir()
+
+
+def _finished_epochs(out: Path) -> int:
+    """How many epochs the run in `out` finished (its history.json records)."""
+    try:
+        records = json.loads((out / "history.json").read_text())
+    except (OSError, ValueError):
+        return 0
+    return len(records) if isinstance(records, list) else 0
 
 
 def _earlier_outputs(out: Path) -> list[str]:
@@ -306,8 +370,19 @@ def drop_earlier_run(out: Path) -> None:
 
 def _write_json(path: Path, data: Any) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=_json_default))
+    tmp.write_text(json.dumps(_finite(data), indent=2, default=_json_default, allow_nan=False))
     os.replace(tmp, path)  # never a half-written file after a kill
+
+
+def _finite(value: Any) -> Any:
+    """`value` with NaN and infinities as None: JSON has no NaN (a diverged loss is null)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _json_default(value: Any) -> Any:
@@ -495,6 +570,7 @@ def run(
                 ) from None
         raise
     finally:
+        _unlock(Path(out))
         keras.config.set_dtype_policy(previous)
 
 
@@ -519,6 +595,7 @@ def _run(
     chief = _is_chief()
     if chief:  # other workers of a multi-worker run write to a scratch folder only
         prepare_out(out, config, resume=resume, overwrite=overwrite, dry=True)
+        _lock(out)
     card = get_card(config.model)
     native = card.input_size[0] if card.input_size else None
     sizes = config.progressive or [config.image_size or native or 224]

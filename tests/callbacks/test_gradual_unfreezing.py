@@ -109,8 +109,10 @@ def test_bad_schedules_fail_before_training(small_model, small_data, schedule, m
         np.testing.assert_array_equal(a, w.numpy())
 
 
-def test_plain_optimizer_is_refused_with_the_fix(small_model, small_data):
+def test_plain_optimizer_with_state_is_refused_with_the_fix(small_model, small_data):
+    # one without state is converted (tests/test_bad_input.py); this one has stepped
     small_model.compile("adam", "sparse_categorical_crossentropy")
+    small_model.fit(*small_data, epochs=1, verbose=0)
     with pytest.raises(BuildArgumentError, match="transfer_optimizer"):
         small_model.fit(
             *small_data, epochs=2, verbose=0, callbacks=[GradualUnfreezing({1: "stage4"})]

@@ -8,6 +8,7 @@ there while the in-process tests passed).
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -90,6 +91,38 @@ def test_evaluate_and_predict_agree_on_the_saved_model(trained):
     assert predicted[0]["top"][0]["class"] == sample["predicted"]
 
 
+def _files(out: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+
+
+def test_resume_of_a_finished_run_says_so_and_changes_nothing(trained):
+    data, out = trained
+    before = _files(out)
+    proc = shell(*TRAIN, "--data", str(data), "--epochs", "2", "--unfreeze", "1:stage3",
+                 "--out", str(out), "--resume", check=False)  # fmt: skip
+    assert proc.returncode != 0 and "nothing to resume" in proc.stderr, proc.stderr[-2000:]
+    assert _files(out) == before
+
+
+def test_a_second_process_on_the_same_out_folder_is_refused(trained):
+    import fcntl
+    import os
+
+    data, out = trained
+    before = _files(out)
+    with open(out / ".zoo-transfer.lock", "a+") as lock:  # as a running zoo-transfer holds it
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        lock.write(str(os.getpid()))
+        lock.flush()
+        proc = shell(*TRAIN, "--data", str(data), "--epochs", "3", "--unfreeze", "1:stage3",
+                     "--out", str(out), "--resume", check=False)  # fmt: skip
+    (out / ".zoo-transfer.lock").unlink()
+    assert proc.returncode != 0, proc.stderr[-2000:]
+    assert f"in use: zoo-transfer (pid {os.getpid()})" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert _files(out) == before
+
+
 def test_overwrite_keeps_the_users_files_and_a_failed_replacement_keeps_the_run(trained):
     data, out = trained
     (out / "my-notes.txt").write_text("mine")
@@ -108,9 +141,30 @@ def test_overwrite_keeps_the_users_files_and_a_failed_replacement_keeps_the_run(
         assert after == before, set(before) ^ set(after)
         assert (out / "backup").is_dir() and not (out / ".zoo-transfer-replaced").exists()
 
-    shell(*TRAIN, "--data", str(data), "--epochs", "1", "--out", str(out), "--overwrite")
+    replaced = shell("train", "digitnet", "--batch-size", "8", "--data", str(data), "--epochs",
+                     "1", "--out", str(out), "--overwrite")  # fmt: skip
+    # stdout is a pipe, not a terminal: one line per epoch, no progress bar, no colour codes
+    assert re.search(r"\d+/\d+ - \d+s .*loss: ", replaced.stdout), replaced.stdout[-1000:]
+    assert "\x1b[" not in replaced.stdout and "━" not in replaced.stdout
     assert (out / "my-notes.txt").read_text() == "mine"
     assert (out / "my-plots" / "a.png").read_bytes() == b"png"
     assert len(json.loads((out / "history.json").read_text())) == 1  # the new run replaced it
     assert json.loads((out / "config.json").read_text())["epochs"] == 1
     assert not (out / ".zoo-transfer-replaced").exists()
+
+
+def test_commands_print_no_tensorflow_start_up_lines(trained):
+    import os
+    import subprocess
+
+    from user_shell import zoo_transfer_script
+
+    data, out = trained
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    proc = subprocess.run(
+        [zoo_transfer_script(), "predict", str(out / "final.keras"), str(data / "5" / "000.png")],
+        capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for noise in ("I0000", "E0000", "cuInit", "oneDNN", "absl"):
+        assert noise not in proc.stderr, proc.stderr[-2000:]

@@ -119,7 +119,7 @@ def test_resume_with_other_classes_is_refused(finished_run, digit_folder, tmp_pa
     for name in ("config.json", "labels.json", "history.json"):
         (moved / name).write_text((out / name).read_text())
     (moved / "config.json").write_text(json.dumps(config))
-    args = [*TRAIN, "--data", str(other), "--epochs", "4", "--progressive", "32,40",
+    args = [*TRAIN, "--data", str(other), "--epochs", "5", "--progressive", "32,40",
             "--unfreeze", "2:stage3", "--lr", "0.003", "--out", str(moved), "--resume"]  # fmt: skip
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 2, result.output
