@@ -102,24 +102,25 @@ class GradualUnfreezing(keras.callbacks.Callback):
 
     def _grouped(self, optimizer: Any) -> Any:
         """Replace a plain optimizer that holds no state yet by `transfer_optimizer`'s."""
-        from zoo_transfer.optimizers import GroupedOptimizer, transfer_optimizer
+        from zoo_transfer.optimizers import transfer_optimizer
 
-        plain = isinstance(optimizer, keras.optimizers.Optimizer) and not isinstance(
+        if not isinstance(optimizer, keras.optimizers.Optimizer) or isinstance(
             optimizer, keras.optimizers.LossScaleOptimizer
-        )
-        if not plain or int(keras.ops.convert_to_numpy(optimizer.iterations)) > 0:
+        ):
             raise BuildArgumentError(
                 "GradualUnfreezing needs an optimizer built for every layer that may be "
-                f"unfrozen; {type(optimizer).__name__} already holds training state, which "
-                "converting it would lose. Compile with "
+                f"unfrozen; it cannot convert a {type(optimizer).__name__}. Compile with "
+                "`zoo_transfer.transfer_optimizer(model, ...)` (under mixed precision it "
+                "comes loss-scaled)."
+            )
+        if int(keras.ops.convert_to_numpy(optimizer.iterations)) > 0:
+            raise BuildArgumentError(
+                "GradualUnfreezing needs an optimizer built for every layer that may be "
+                f"unfrozen; this {type(optimizer).__name__} already holds training state, "
+                "which converting it would lose. Compile with "
                 "`zoo_transfer.transfer_optimizer(model, ...)` before the first fit."
             )
         grouped = transfer_optimizer(self.model, optimizer)
-        if not isinstance(grouped, GroupedOptimizer):  # mixed precision: loss-scale wrapped
-            raise BuildArgumentError(
-                "Under mixed precision, compile with `zoo_transfer.transfer_optimizer(model, "
-                "...)` to use GradualUnfreezing."
-            )
         grouped = grouped.rebind(self.model)
         grouped.build([])
         self.model.optimizer = grouped
