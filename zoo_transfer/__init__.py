@@ -27,6 +27,7 @@ __version__ = "0.1.0"
 
 # Keras-backed API, imported on first use so `import zoo_transfer` stays light.
 _LAZY = {
+    "EpochSeeding": "zoo_transfer.callbacks",
     "GradualUnfreezing": "zoo_transfer.callbacks",
     "GroupedOptimizer": "zoo_transfer.optimizers",
     "transfer_optimizer": "zoo_transfer.optimizers",
@@ -42,7 +43,7 @@ _LAZY = {
 # Public submodules, reachable as attributes (`zoo_transfer.data.load(...)`) and imported
 # on first access, like the names above.
 _SUBMODULES = (
-    "cached", "callbacks", "data", "demo", "folders", "job", "optimizers", "predict",
+    "backup", "cached", "callbacks", "data", "demo", "folders", "job", "optimizers", "predict",
     "recipes", "registry", "report", "saving", "training",
 )  # fmt: skip
 
@@ -59,6 +60,7 @@ def __getattr__(name: str):
 
 __all__ = [
     "BuildArgumentError",
+    "EpochSeeding",
     "GradualUnfreezing",
     "GroupedOptimizer",
     "ProgressiveResizing",

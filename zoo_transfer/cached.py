@@ -566,6 +566,7 @@ def fit_cached_head(
     cache_dir: str | os.PathLike | None = None,
     batch_size: int | None = None,
     seed: int = 0,
+    initial_epoch: int = 0,
 ) -> Any:
     """Train the head of a compiled `build` model on backbone features computed once.
 
@@ -590,6 +591,8 @@ def fit_cached_head(
             when `None`. A folder created here is removed afterwards.
         batch_size: head training batch size (default: that of `train`, else 32).
         seed: fixes the per-epoch shuffle of the cached features.
+        initial_epoch: the epoch to start at, as in `fit` (a resumed run: see
+            `zoo_transfer.backup.restore_backup`).
 
     Returns:
         The `keras.callbacks.History`, with the keys a plain `fit` gives, plus
@@ -662,6 +665,7 @@ def fit_cached_head(
             batches,
             validation_data=val_batches,
             epochs=epochs,
+            initial_epoch=initial_epoch,
             callbacks=callback_list,
             verbose=verbose,
             shuffle=False,  # FeatureBatches shuffles, from `seed`

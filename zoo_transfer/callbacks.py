@@ -377,3 +377,37 @@ def _batches_per_pass(source: Any) -> int | None:
         return len(source)  # ResizableArrays
     except TypeError:
         return None
+
+
+class EpochSeeding(keras.callbacks.Callback):
+    """Tell resizable pipelines which epoch begins, so that it draws its own batches.
+
+    `ResizableImages` and `ResizableArrays` draw epoch `e`'s order and augmentation
+    from `(seed, e)` alone. Without this callback they count their own passes, which
+    restart at 0 in a new process; with it, a `fit` resumed at epoch `e` (from
+    `zoo_transfer.backup` or `keras.callbacks.BackupAndRestore`) trains on exactly the
+    batches an uninterrupted one would have.
+
+    Args:
+        *sources: the `ResizableImages` or `ResizableArrays` to keep in step.
+
+    ```python
+    splits = zoo_transfer.data.load("photos/", image_size=224, validation_split=0.2)
+    model.fit(splits.train, epochs=5, initial_epoch=start,
+              callbacks=[EpochSeeding(splits.train_images)])
+    ```
+    """
+
+    def __init__(self, *sources: Any):
+        super().__init__()
+        missing = [s for s in sources if not hasattr(s, "set_epoch")]
+        if missing:
+            raise BuildArgumentError(
+                "EpochSeeding takes ResizableImages or ResizableArrays (e.g. "
+                f"`splits.train_images`). Received: {type(missing[0]).__name__}"
+            )
+        self.sources = sources
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        for source in self.sources:
+            source.set_epoch(epoch)

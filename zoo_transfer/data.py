@@ -46,7 +46,7 @@ import difflib
 import os
 import re
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,6 +97,7 @@ class ResizableImages:
     ):
         import tensorflow as tf
 
+        self._rows: Any = None  # (keys, labels) tensors, when the source allows random access
         if isinstance(images, tf.data.Dataset):
             self._source = images
         else:
@@ -109,7 +110,8 @@ class ResizableImages:
             labels = np.asarray(labels)
             if len(labels) != len(images):
                 raise BuildArgumentError(f"{len(images)} images but {len(labels)} labels.")
-            self._source = tf.data.Dataset.from_tensor_slices((images, labels))
+            self._rows = (tf.constant(images), tf.constant(labels))
+            self._source = tf.data.Dataset.from_tensor_slices(self._rows)
         if int(size) < 1 or int(batch_size) < 1:
             raise BuildArgumentError(
                 f"Expected positive size and batch_size. Received: {size}, {batch_size}"
@@ -123,10 +125,23 @@ class ResizableImages:
         self._decode: Callable | None = None  # key -> image, per element after the shuffle
         self._batch_map: Callable | None = None  # (images, labels) -> same, per batch
         self._shuffle_buffer: int | None = None
+        self._augmentation: list[Any] = []  # the seeded layers `_batch_map` calls
+        # The epoch the next pass draws its order and augmentation for; each pass
+        # advances it, `set_epoch` pins it (`EpochSeeding` does, at every epoch begin).
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        self._rows: Any = None  # (keys, labels) tensors, when the source allows random access
 
     def set_size(self, size: int) -> None:
         """Set the square side of the batches made from now on."""
         self.size.assign(int(size))
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next pass draw epoch `epoch`'s order and augmentation.
+
+        Both are functions of `(seed, epoch)` alone, so a `fit` resumed at epoch `e`
+        sees the batches an uninterrupted one saw there.
+        """
+        self.epoch.assign(int(epoch))
 
     def dataset(self) -> Any:
         """A finite `tf.data.Dataset` of `(images, labels)` batches at the current size.
@@ -144,10 +159,8 @@ class ResizableImages:
             return _resize(tf.cast(image, tf.float32), side, method)
 
         ds = self._source
-        if self.shuffle:
-            count = int(ds.cardinality())
-            buffer = self._shuffle_buffer or (count if count > 0 else 1024)
-            ds = ds.shuffle(buffer, seed=self.seed, reshuffle_each_iteration=True)
+        if self.shuffle or self._augmentation:
+            ds = self._epoch_start(ds)
         if self._store is not None:
             store = self._store
             ds = ds.batch(self.batch_size, drop_remainder=self.drop_remainder)
@@ -170,6 +183,55 @@ class ResizableImages:
             # Sequential on purpose: seeded random layers then draw in batch order.
             ds = ds.map(self._batch_map)
         return ds.prefetch(tf.data.AUTOTUNE)
+
+    def _epoch_start(self, ds: Any) -> Any:
+        """`ds` behind a step that runs as each pass begins: it reads the epoch `e` (and
+        advances it), reseeds the augmentation layers from `(seed, layer, e)`, and, with
+        `shuffle`, orders the elements by a permutation drawn from `(seed, e)`.
+
+        Sources held as tensors (in-memory images, file lists) get a full permutation; a
+        streamed `tf.data` source, which has no random access, gets a shuffle buffer
+        whose order depends on the seed and on how many passes this process made.
+        """
+        import tensorflow as tf
+
+        epoch, seed, rows = self.epoch, int(self.seed), self._rows
+        # The generator each seeded layer draws from inside tf.data (Keras makes one
+        # for TensorFlow when the Keras backend is another): made here, eagerly.
+        generators = [
+            (i, layer._get_seed_generator("tensorflow"))
+            for i, layer in enumerate(self._augmentation)
+            if getattr(layer, "generator", None) is not None
+        ]
+
+        def start(_):
+            e = epoch.read_value()
+            first = [(seed * 1_000_003 + e * 1_009 + i) % 2**31 for i, _ in generators]
+            updates = [
+                g.state.assign(tf.cast(tf.stack([f, 0]), g.state.dtype))
+                for f, (_, g) in zip(first, generators, strict=True)
+            ]
+            with tf.control_dependencies([*updates, epoch.assign_add(1)]):
+                if rows is None or not self.shuffle:
+                    return tf.data.Dataset.from_tensors(tf.constant(0, tf.int64))
+                n = tf.shape(rows[1], out_type=tf.int64)[0]
+                order = tf.random.experimental.stateless_shuffle(
+                    tf.range(n), seed=tf.stack([tf.constant(seed, tf.int64), e])
+                )
+                return tf.data.Dataset.from_tensor_slices(order)
+
+        head = tf.data.Dataset.from_tensors(tf.constant(0, tf.int64)).flat_map(_plain(start))
+        count = int(ds.cardinality())
+        if rows is not None and self.shuffle:
+            keys, labels = rows
+            ds = head.map(lambda i: (tf.gather(keys, i), tf.gather(labels, i)))
+        else:
+            if self.shuffle:
+                buffer = self._shuffle_buffer or (count if count > 0 else _STREAM_SHUFFLE_BUFFER)
+                ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+            ds = head.flat_map(lambda _, ds=ds: ds)
+        # flat_map hides the length; Keras needs it for its progress bar and steps
+        return ds.apply(tf.data.experimental.assert_cardinality(count)) if count >= 0 else ds
 
 
 class ResizableArrays:
@@ -284,7 +346,11 @@ class ResizableArrays:
 
     def next_epoch(self) -> None:
         """Draw the next epoch's order (Keras calls it at the end of every epoch)."""
-        self.epoch += 1
+        self.set_epoch(self.epoch + 1)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use epoch `epoch`'s order, a function of `(seed, epoch)` alone (a resumed `fit`)."""
+        self.epoch = int(epoch)
         self._order = self._permutation()
 
     def dataset(self, **kwargs: Any) -> Any:
@@ -543,6 +609,7 @@ def load(
         seed=seed,
         drop_remainder=train.count >= batch_size,
         batch_map=_batch_map(layers, label_mode, num_classes),
+        augmentation=layers,
     )
     val_images = None
     if val is not None:
@@ -611,21 +678,25 @@ class _Part:
         seed: int,
         drop_remainder: bool,
         batch_map: Callable | None,
+        augmentation: Sequence[Any] = (),
     ) -> ResizableImages:
         import tensorflow as tf
 
         labels = self.labels.astype("int64")
         decode = None
         buffer = None
+        rows = None
         if self.store is not None:
-            source = tf.data.Dataset.from_tensor_slices((self.keys.astype("int64"), labels))
-        elif self.dataset is not None:
+            rows = (tf.constant(self.keys.astype("int64")), tf.constant(labels))
+        elif self.dataset is None:
+            rows = (tf.constant(self.keys.astype(str)), tf.constant(labels))
+            decode = _decode_file
+        if rows is not None:
+            source = tf.data.Dataset.from_tensor_slices(rows)
+        else:
             source = _positions(self.dataset, self.keys, len(labels))
             decode = _to_rgb
             buffer = min(len(labels), _STREAM_SHUFFLE_BUFFER)
-        else:
-            source = tf.data.Dataset.from_tensor_slices((self.keys.astype(str), labels))
-            decode = _decode_file
         images = ResizableImages(
             source,
             size=size,
@@ -636,6 +707,7 @@ class _Part:
         )
         images._store, images._decode = self.store, decode
         images._batch_map, images._shuffle_buffer = batch_map, buffer
+        images._rows, images._augmentation = rows, list(augmentation)
         return images
 
 

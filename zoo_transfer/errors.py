@@ -107,6 +107,18 @@ class OutputFolderError(ZooTransferError, FileExistsError):
     """An out folder that would lose earlier work, or has nothing to resume."""
 
 
+class OutputWriteError(ZooTransferError, OSError):
+    """The out folder cannot be written (disk full, read-only, no permission)."""
+
+
+class BackupError(ZooTransferError, OSError):
+    """A run's backup cannot be read, so `--resume` has nothing to continue from."""
+
+
+class BackupWarning(UserWarning):
+    """The newest backup was unreadable; the run resumed from an earlier, good one."""
+
+
 class TrainingInterrupted(ZooTransferError, KeyboardInterrupt):
     """Training was stopped (Ctrl-C); the checkpoint is saved and `resume_command` continues."""
 

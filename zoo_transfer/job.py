@@ -9,8 +9,9 @@ the run, and nothing in it is ever overwritten by accident:
 | `labels.json` | class names, in the order of the model's outputs |
 | `history.json` | one record per finished epoch (metrics, image size, trainable params) |
 | `best.keras`, `final.keras` | best validation accuracy, and the last epoch (labels inside) |
-| `backup/` | `BackupAndRestore` state: `--resume` continues from the last finished epoch, |
-|           | and a finished run resumed with more `--epochs` trains on |
+| `backup/` | training state of the last two epochs (`zoo_transfer.backup`): `--resume` |
+|           | goes on from the last good one; a finished run resumed with more `--epochs` |
+|           | trains on |
 | `report.html` + PNGs | curves with unfreeze/resize markers, confusion matrix, mistakes |
 
 An existing out folder is refused unless `resume=True` (continue it) or
@@ -29,6 +30,7 @@ print(result.val_accuracy)
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import math
 import os
@@ -41,7 +43,9 @@ from zoo_transfer.errors import (
     BuildArgumentError,
     LabelMismatchError,
     OutputFolderError,
+    OutputWriteError,
     TrainingInterrupted,
+    ZooTransferError,
 )
 from zoo_transfer.report import REPORT_FILES
 
@@ -315,7 +319,12 @@ def _unlock(out: Path) -> None:
 
 
 def _finished_epochs(out: Path) -> int:
-    """How many epochs the run in `out` finished (its history.json records)."""
+    """How many epochs the run in `out` finished: its newest backup's, else history.json's."""
+    from zoo_transfer.backup import finished_epochs
+
+    backed_up = finished_epochs(out / "backup")
+    if backed_up is not None:
+        return backed_up
     try:
         records = json.loads((out / "history.json").read_text())
     except (OSError, ValueError):
@@ -560,14 +569,17 @@ def run(
             command=command,
         )
     except BaseException as err:
+        kept = ""
         if (Path(out) / _ASIDE).is_dir():  # failed before its first epoch: the earlier run stays
             restore_earlier_run(Path(out))
+            kept = f" The earlier run in {out} is kept as it was."
             if isinstance(err, TrainingInterrupted):
                 raise TrainingInterrupted(
-                    f"Interrupted before the first epoch finished; the earlier run in {out} "
-                    "is kept as it was.",
-                    resume_command="",
+                    f"Interrupted before the first epoch finished.{kept}", resume_command=""
                 ) from None
+        unwritable = _write_failure(err, Path(out))
+        if unwritable:
+            raise OutputWriteError(f"{unwritable}{kept}") from None
         raise
     finally:
         _unlock(Path(out))
@@ -586,7 +598,8 @@ def _run(
 ) -> JobResult:
     import keras
 
-    from zoo_transfer.callbacks import GradualUnfreezing, ProgressiveResizing
+    from zoo_transfer.backup import EpochBackup, restore_backup
+    from zoo_transfer.callbacks import EpochSeeding, GradualUnfreezing, ProgressiveResizing
     from zoo_transfer.optimizers import transfer_optimizer
     from zoo_transfer.recipes._situations import RECIPES
     from zoo_transfer.registry import get_card
@@ -662,14 +675,16 @@ def _run(
         )
         model.compile(optimizer, loss, metrics=["accuracy"])
 
+    initial_epoch = 0
+    if resume:  # weights, optimizer and RNG state of the last good epoch
+        with strategy.scope():
+            initial_epoch = restore_backup(model, work / "backup")
     start_records: list[dict[str, Any]] = []
     history_path = out / "history.json"
     if resume and history_path.exists():
-        start_records = json.loads(history_path.read_text())
+        start_records = json.loads(history_path.read_text())[:initial_epoch]
     history_cb = _history_callback(history_path, start_records)
-    callbacks: list[Any] = [
-        keras.callbacks.BackupAndRestore(str(work / "backup"), delete_checkpoint=False),
-    ]
+    callbacks: list[Any] = [EpochSeeding(splits.train_images)]
     if len(set(sizes)) > 1:
         callbacks.append(
             ProgressiveResizing(
@@ -693,7 +708,9 @@ def _run(
             )
         )
 
-    callbacks.append(history_cb)  # last: it records what the others added to the logs
+    callbacks.append(history_cb)  # it records what the others added to the logs
+    # Last: a kill before the backup is written repeats the epoch, history and all.
+    callbacks.append(EpochBackup(work / "backup"))
     if chief and overwrite:
         callbacks.append(_drop_earlier_run_callback(out))
     if config.strategy == "multiworker":
@@ -718,6 +735,7 @@ def _run(
                 model,
                 splits,
                 epochs=config.epochs,
+                initial_epoch=initial_epoch,
                 callbacks=callbacks,
                 verbose=verbose,
                 cache_dir=work / "features",
@@ -728,9 +746,10 @@ def _run(
                 splits.train,
                 validation_data=splits.val,
                 epochs=config.epochs,
+                initial_epoch=initial_epoch,
                 callbacks=callbacks,
                 verbose=verbose,
-                shuffle=False,  # the pipeline shuffles, deterministically from the seed
+                shuffle=False,  # the pipeline shuffles: epoch e's order comes from (seed, e)
             )
     except KeyboardInterrupt:
         hint = command or f"zoo-transfer train {config.model} --data {config.data}"
@@ -763,6 +782,40 @@ def _run(
         out, history, class_names, val_accuracy, list(splits.skipped), events, model,
         _fingerprint(model), cached,
     )  # fmt: skip
+
+
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+_READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def _write_failure(err: BaseException, out: Path) -> str:
+    """The message for an error writing in `out` (disk full, read-only), else ''."""
+    if not isinstance(err, OSError) or isinstance(err, ZooTransferError):
+        return ""
+    code = err.errno
+    where = err.filename
+    if where is not None and not Path(where).resolve().is_relative_to(out.resolve()):
+        return ""  # not ours to explain: e.g. a data file that cannot be read
+    if code in _FULL:
+        from zoo_transfer.backup import finished_epochs
+
+        done = finished_epochs(out / "backup") if out.is_dir() else None
+        kept = (
+            f" The {done} epoch(s) finished so far are kept in {out / 'backup'}: once there "
+            "is room, run the same command with --resume."
+            if done
+            else ""
+        )
+        return (
+            f"Cannot write in {out}: the disk is full (no space left on device). Free some "
+            f"space or choose an --out on another disk.{kept}"
+        )
+    if code in _READ_ONLY:
+        return (
+            f"Cannot write in {out}: {os.strerror(code).lower()}"
+            f"{f' ({where})' if where else ''}. Choose an --out folder you can write to."
+        )
+    return ""
 
 
 def _fingerprint(model: Any) -> str:

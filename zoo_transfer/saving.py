@@ -23,10 +23,16 @@ save_for_inference(model, "flowers.keras", class_names=["daisy", "roses"])
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import gc
 import math
 import os
+import shutil
+import sys
 import tempfile
-from collections.abc import Sequence
+import traceback
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,17 +67,77 @@ def save_for_inference(
     from zoo_transfer.predict import embed_labels
 
     target = Path(path)
+    ensure_room(target.parent, model)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".keras", dir=target.parent)
     os.close(fd)
     try:
-        inference_copy(model).save(tmp)
-        if class_names is not None:
-            embed_labels(tmp, class_names, image_size=image_size)
-        os.replace(tmp, target)
+        with failed_writes_closed(target):
+            inference_copy(model).save(tmp)
+            if class_names is not None:
+                embed_labels(tmp, class_names, image_size=image_size)
+            os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return target
+
+
+def ensure_room(folder: str | os.PathLike, model: Any, *, optimizer: bool = False) -> None:
+    """Raise `OSError(ENOSPC)` naming `folder` when it has no room for `model`'s weights
+    (and its optimizer's): HDF5 left holding a half-written file can crash the process
+    as it shuts down, so a disk that is already full is refused before a byte is written.
+    """
+    import numpy as np
+    from keras.backend import standardize_dtype
+
+    variables = list(model.weights)
+    if optimizer and getattr(model, "optimizer", None) is not None:
+        variables += list(model.optimizer.variables)
+    total = sum(
+        math.prod(int(d) for d in v.shape) * np.dtype(standardize_dtype(v.dtype)).itemsize
+        for v in variables
+    )
+    need = int(total * 1.1) + 256 * 1024  # headers, names, the zip of a .keras file
+    if shutil.disk_usage(folder).free < need:
+        raise OSError(
+            errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} ({need:,} bytes needed)", str(folder)
+        )
+
+
+@contextlib.contextmanager
+def failed_writes_closed(target: str | os.PathLike) -> Iterator[None]:
+    """Around a write of `target`: an `OSError` comes out as `OSError(errno, text, target)`,
+    with what the failed write left open closed first.
+
+    When h5py cannot write (a full disk), its handles on the half-written file stay
+    open in the frames of the error's traceback, print "Exception ignored" tracebacks
+    as they are dropped, and left to the interpreter's exit can crash it. Here they are
+    dropped at once, and h5py's messages about them are not printed.
+    """
+    hook = sys.unraisablehook
+
+    def quiet(unraisable: Any) -> None:
+        if "h5py" not in repr(unraisable.object):
+            hook(unraisable)
+
+    failed: list[int | None] = []
+    sys.unraisablehook = quiet
+    try:
+        yield
+    except OSError as err:
+        failed.append(err.errno)
+        seen: BaseException | None = err
+        while seen is not None:  # the whole chain: each error holds the frames it went through
+            traceback.clear_frames(seen.__traceback__)
+            seen.__traceback__ = None
+            seen = seen.__context__ or seen.__cause__
+        del err, seen
+        gc.collect()
+    finally:
+        sys.unraisablehook = hook
+    if failed:  # raised outside the `except`, so it does not hold the old error either
+        code = failed[0]
+        raise OSError(code, os.strerror(code) if code else "write failed", str(target))
 
 
 def best_model_checkpoint(

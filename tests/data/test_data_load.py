@@ -458,6 +458,60 @@ def test_same_seed_same_batches(folder):
     )
 
 
+@pytest.mark.parametrize("source", ["cache", "stream", "arrays"])
+def test_an_epoch_draws_its_batches_from_the_seed_and_its_number_alone(folder, source):
+    """What a resumed run needs: epoch e's order and augmentation depend on (seed, e) only,
+    not on how many passes this process made before."""
+    if source == "arrays":
+        rng = np.random.default_rng(0)
+        data = (rng.integers(0, 256, (20, 16, 16, 3), dtype=np.uint8), np.arange(20) % 3)
+    else:
+        data = folder
+    splits = _quiet_load(
+        data, image_size=16, batch_size=4, augment="light", seed=3, cache=source != "stream"
+    )
+
+    def epoch():
+        return [(x.numpy(), y.numpy()) for x, y in splits.train]
+
+    passes = [epoch() for _ in range(3)]  # unpinned: each pass is the next epoch
+    splits.train_images.set_epoch(2)
+    third = epoch()
+    splits.train_images.set_epoch(1)
+    second = epoch()
+    after = epoch()  # goes on to epoch 2
+    for a, b in [(passes[2], third), (passes[1], second), (passes[2], after)]:
+        for (xa, ya), (xb, yb) in zip(a, b, strict=True):
+            np.testing.assert_array_equal(xa, xb)
+            np.testing.assert_array_equal(ya, yb)
+    orders = {tuple(np.concatenate([y for _, y in p])) for p in passes}
+    assert len(orders) > 1  # epochs are reshuffled
+    assert not np.array_equal(passes[0][0][0], passes[1][0][0])
+
+
+def test_epoch_seeding_pins_the_epoch_keras_runs(folder, fresh_keras):
+    from zoo_transfer.callbacks import EpochSeeding
+
+    splits = _quiet_load(folder, image_size=16, batch_size=4, augment="light", seed=0)
+    seen = []
+
+    class Record(fresh_keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            seen.append(int(splits.train_images.epoch.numpy()))
+
+    model = fresh_keras.Sequential(
+        [fresh_keras.Input((16, 16, 3)), fresh_keras.layers.Flatten(), fresh_keras.layers.Dense(3)]
+    )
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    model.fit(
+        splits.train, epochs=5, initial_epoch=3, verbose=0,
+        callbacks=[EpochSeeding(splits.train_images), Record()],
+    )  # fmt: skip
+    assert seen == [3, 4]
+    with pytest.raises(ZooTransferError, match="ResizableImages or ResizableArrays"):
+        EpochSeeding(splits.train)
+
+
 def test_size_changes_between_epochs_from_the_store(folder):
     from zoo_transfer.data import load
 

@@ -1,0 +1,106 @@
+"""A full disk and a read-only folder: one clear error naming the folder, nothing earlier lost.
+
+The disk is a small tmpfs mounted for the test, so it really fills up (and really becomes
+read-only). Mounting needs root with CAP_SYS_ADMIN, as on the project's machines and
+CI; elsewhere these tests skip and say so. `test_job_write_errors.py` checks the same
+messages in-process on any machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from pathlib import Path
+
+import pytest
+from user_shell import shell
+
+TRAIN = ["train", "digitnet", "--batch-size", "8", "--quiet", "--epochs", "2"]
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """Mount a fresh tmpfs; `remount(options)` changes it (`ro`, `size=...`)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+
+    def run(*args):
+        return subprocess.run(args, capture_output=True, text=True)
+
+    made = run("mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount))
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root with CAP_SYS_ADMIN): {made.stderr}")
+
+    def remount(options: str) -> None:
+        done = run("mount", "-o", f"remount,{options}", str(mount))
+        assert done.returncode == 0, done.stderr
+
+    yield mount, remount
+    run("umount", "-l", str(mount))
+
+
+def _fill(mount: Path, leave_kib: int) -> None:
+    """Write a filler file until only about `leave_kib` KiB are free on `mount`."""
+    import os
+
+    stat = os.statvfs(mount)
+    free = stat.f_bavail * stat.f_frsize
+    (mount / "filler").write_bytes(b"\0" * max(0, free - leave_kib * 1024))
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.md5(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def data(make_folder, tmp_path_factory):
+    return make_folder(tmp_path_factory.mktemp("disk") / "data", per_class=12, classes=3)
+
+
+def test_a_full_disk_is_one_clear_error_and_the_earlier_run_stays_whole(small_disk, data):
+    mount, _ = small_disk
+    out = mount / "run"
+    shell(*TRAIN, "--data", str(data), "--out", str(out))
+    before = _digests(out)
+    _fill(mount, leave_kib=300)  # room for config files, not for a backup
+
+    replaced = shell(*TRAIN, "--data", str(data), "--out", str(out), "--overwrite", check=False)
+    assert replaced.returncode == 2
+    assert f"Cannot write in {out}: the disk is full" in replaced.stderr
+    assert "Traceback" not in replaced.stderr and "Segmentation" not in replaced.stderr
+    assert _digests(out) == before  # the earlier run is back, byte for byte
+
+    more = shell(
+        *TRAIN, "--data", str(data), "--out", str(out), "--resume", "--epochs", "3", check=False
+    )
+    assert more.returncode == 2 and "the disk is full" in more.stderr
+    assert "--resume" in more.stderr  # what to do once there is room
+    assert not list((out / "backup").glob(".*partial"))
+    after = _digests(out)
+    assert {k: v for k, v in after.items() if k.startswith("backup/")} == {
+        k: v for k, v in before.items() if k.startswith("backup/")
+    }  # the backups it would resume from are untouched
+
+    (mount / "filler").unlink()  # room again: the same command goes on
+    shell(*TRAIN, "--data", str(data), "--out", str(out), "--resume", "--epochs", "3")
+
+
+def test_a_read_only_folder_is_one_clear_error(small_disk, data):
+    mount, remount = small_disk
+    out = mount / "run"
+    shell(*TRAIN, "--data", str(data), "--out", str(out))
+    before = _digests(out)
+    remount("ro")
+    for extra in (["--resume", "--epochs", "3"], ["--overwrite"]):
+        proc = shell(*TRAIN, "--data", str(data), "--out", str(out), *extra, check=False)
+        assert proc.returncode == 2, proc.stderr
+        assert f"Cannot write in {out}" in proc.stderr and "read-only" in proc.stderr
+        assert "Traceback" not in proc.stderr
+    fresh = shell(*TRAIN, "--data", str(data), "--out", str(mount / "new"), check=False)
+    assert fresh.returncode == 2 and "read-only" in fresh.stderr
+    remount("rw")
+    assert _digests(out) == before
