@@ -171,8 +171,10 @@ def _weights_kind(weights: Any) -> str:
     if weights == "imagenet":
         return "imagenet"
     if isinstance(weights, (str, Path)):
+        from ._tfjs import tfjs_folder
+
         path = Path(weights)
-        if path.is_dir() and (path / "model.json").is_file():
+        if tfjs_folder(path) is not None:  # the folder, or its model.json
             return "tfjs"
         if path.is_file():
             return "file"
@@ -293,9 +295,10 @@ def backbone_model(
             return model
         label = str(path)
     elif kind == "tfjs":
-        from ._tfjs import read_tfjs_weights
+        from ._tfjs import read_tfjs_weights, tfjs_folder
 
-        named, label = read_tfjs_weights(Path(weights)), f"TF.js folder {weights}"
+        folder = tfjs_folder(weights)
+        named, label = read_tfjs_weights(folder), f"TF.js folder {folder}"
     else:
         named, label = weights, "the given weights"
     assign_by_name(model, named, source=label)

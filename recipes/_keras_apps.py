@@ -8,29 +8,45 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from zoo_transfer.errors import CardValidationError
 from zoo_transfer.registry import Card
 from zoo_transfer.registry._card import LAYER_REF_RE
 
 
-def constructor(card: Card) -> Any:
+def constructor(card: Card, source: str = "registry") -> Any:
     """The callable that builds `card`'s network.
 
     A bare name (`"ResNet50"`) is looked up in `keras.applications`; a dotted path
-    (`"my_pkg.models:build"` or `"my_pkg.models.build"`) is imported.
+    (`"my_pkg.models:build"` or `"my_pkg.models.build"`) is imported. One that cannot be
+    found raises `CardValidationError` naming `source` (the card file), the card and
+    what is missing.
     """
     name = card.constructor
     if ":" in name or "." in name:
         module, _, attr = name.replace(":", ".").rpartition(".")
-        return getattr(importlib.import_module(module), attr)
+        try:
+            found = importlib.import_module(module)
+        except ImportError as exc:
+            raise CardValidationError(
+                source, card.name, "constructor",
+                f"module {module!r} cannot be imported ({exc}). Install the package that "
+                f"provides {name!r}, or fix `constructor`.",
+            ) from None  # fmt: skip
+        if not callable(getattr(found, attr, None)):
+            raise CardValidationError(
+                source, card.name, "constructor",
+                f"module {module!r} has no callable {attr!r}. Fix `constructor`.",
+            )  # fmt: skip
+        return getattr(found, attr)
     import keras
 
-    try:
-        return getattr(keras.applications, name)
-    except AttributeError:
-        raise AttributeError(
-            f"{card.name}: keras.applications has no constructor {name!r} in Keras "
-            f"{keras.__version__}. Upgrade Keras or fix the card's `constructor`."
-        ) from None
+    if not callable(getattr(keras.applications, name, None)):
+        raise CardValidationError(
+            source, card.name, "constructor",
+            f"keras.applications has no constructor {name!r} in Keras {keras.__version__}. "
+            "Upgrade Keras or fix `constructor`.",
+        )  # fmt: skip
+    return getattr(keras.applications, name)
 
 
 def instantiate(

@@ -25,6 +25,15 @@ def is_tfjs_folder(path: Path) -> bool:
     return path.is_dir() and (path / "model.json").is_file()
 
 
+def tfjs_folder(path: str | Path) -> Path | None:
+    """The TensorFlow.js export that `path` names, as its folder: `path` may be the folder
+    or its `model.json` file (what a file dialog or tab completion gives)."""
+    path = Path(path)
+    if path.name == "model.json" and path.is_file():
+        path = path.parent
+    return path if is_tfjs_folder(path) else None
+
+
 def read_model_json(folder: Path) -> dict[str, Any]:
     try:
         return json.loads((folder / "model.json").read_text(encoding="utf-8"))
@@ -129,13 +138,13 @@ def load_teachable_machine(path: str | Path, *, name: str | None = None) -> Teac
     from `model.json`. Labels come from `metadata.json`.
 
     ```python
-    tm = zoo_transfer.load_teachable_machine("tm-my-image-model/")
+    tm = zoo_transfer.load_teachable_machine("tm-my-image-model/")  # or .../model.json
     probs = tm.model.predict(images_0_255)     # tm.labels[i] names column i
     ```
     """
     from ._build import assemble, pool_layer
 
-    folder = Path(path)
+    folder = tfjs_folder(path) or Path(path)
     meta_path = folder / "metadata.json"
     if not is_tfjs_folder(folder) or not meta_path.is_file():
         raise WeightsMismatchError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import warnings
@@ -79,6 +80,31 @@ def test_validate_on_a_binary_file_is_a_clear_error(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 1
     assert "not a card file" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "constructor, message",
+    [
+        ("no_such_pkg.models:build", r"module 'no_such_pkg.models' cannot be imported"),
+        ("json:no_such_function", r"module 'json' has no callable 'no_such_function'"),
+        ("ResNet51", r"keras.applications has no constructor 'ResNet51'"),
+    ],
+)
+def test_validate_fails_a_card_whose_constructor_cannot_be_found(tmp_path, constructor, message):
+    from zoo_transfer.registry import get_card
+
+    card = get_card("digitnet").to_dict()
+    card.pop("name", None)
+    card.update(arch="my_net", constructor=constructor, aliases=[])
+    path = tmp_path / "card.json"
+    path.write_text(json.dumps(card))
+    proc = subprocess.run(
+        [sys.executable, "-m", "zoo_transfer", "validate", str(path)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stdout
+    assert f"{path}: card 'my_net.digits04': field 'constructor'" in proc.stderr
+    assert re.search(message, proc.stderr) and "Traceback" not in proc.stderr
 
 
 def test_teachable_machine_labels_must_be_a_list(tmp_path, monkeypatch):

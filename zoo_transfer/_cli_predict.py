@@ -52,20 +52,34 @@ def predict_cmd(
 ) -> None:
     """Top classes of IMAGES by MODEL (a .keras file or a zoo name with ImageNet classes).
 
-    JSON output: a list of {"path", "top": [{"rank", "class", "index", "probability"}]}.
+    An image that cannot be read is reported (in the output and on stderr) and the others
+    are predicted; the exit status is then 1.
+
+    JSON output: a list of {"path", "top": [{"rank", "class", "index", "probability"}]},
+    with "error" (and an empty "top") for an image that could not be read.
     """
     from zoo_transfer.predict import predict_files, predictions_json, predictions_table
 
     try:
         net, names, size = _load(model, weights)
         preds = predict_files(
-            net, images, class_names=names, image_size=size, top_k=top_k, batch_size=batch_size
-        )
+            net, images, class_names=names, image_size=size, top_k=top_k,
+            batch_size=batch_size, errors="report",
+        )  # fmt: skip
     except UnknownModelError as exc:
         _fail(f"{exc} Or pass the path of a .keras file.", 2)
     except ZooTransferError as exc:
         _fail(str(exc), 1)
     click.echo(predictions_json(preds) if fmt == "json" else predictions_table(preds))
+    failed = [p for p in preds if p.error is not None]
+    if failed:
+        click.echo(
+            f"Error: {len(failed)} of {len(preds)} images could not be read and were not "
+            "predicted: " + "; ".join(p.error for p in failed[:5])
+            + (" ..." if len(failed) > 5 else ""),
+            err=True,
+        )  # fmt: skip
+        raise SystemExit(1)
 
 
 @click.command("evaluate")

@@ -59,7 +59,11 @@ def _command_line() -> str:
 )
 @click.option("--image-size", type=int, help="Training side in pixels (default: the card's).")
 @click.option("--progressive", help="Sizes spread over the epochs, e.g. 128,160,224.")
-@click.option("--unfreeze", help="EPOCH:STAGE pairs (0-based epochs), e.g. 2:stage4,4:stage3.")
+@click.option(
+    "--unfreeze",
+    help="EPOCH:STAGE pairs, e.g. 3:stage4,5:stage3: stage4 trains from epoch 3 on. Epochs "
+    "count from 1 everywhere (options, the 'Epoch 3/6' lines, history.json, the report).",
+)
 @click.option("--lr", type=float, help="Base learning rate (default: the recipe's).")
 @click.option("--lr-mult", help="Discriminative LR spread lo,hi from stem to head, e.g. 0.01,1.")
 @click.option("--batch-size", type=int, default=32, show_default=True)
@@ -94,13 +98,18 @@ def _command_line() -> str:
     show_default=True,
     help="Frozen backbone, fixed size, no augmentation: run the backbone once, train the head.",
 )
+@click.option(
+    "--drop-empty-classes",
+    is_flag=True,
+    help="Leave out class folders with no readable image (with a warning) instead of failing.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def train_cmd(model: str, **opts) -> None:
     """Fine-tune MODEL on --data into an out folder (models, history, report).
 
     \b
     zoo-transfer train mobilenet_v3_small --data photos/ --progressive 160,224 \\
-        --unfreeze 3:stage4 --epochs 6 --out runs/photos
+        --unfreeze 4:stage4 --epochs 6 --out runs/photos
     """
     import_tensorflow_quietly()
     from zoo_transfer.job import JobConfig, parse_lr_mult, parse_sizes, parse_unfreeze, run
@@ -128,6 +137,7 @@ def train_cmd(model: str, **opts) -> None:
             precision=opts["precision"],
             seed=opts["seed"],
             cache_features=opts["cache_features"],
+            drop_empty_classes=opts["drop_empty_classes"],
         )
         out = opts["out"] or Path("runs") / model.replace("/", "_")
         result = run(

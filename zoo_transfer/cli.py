@@ -165,7 +165,8 @@ def _fmt3(v: Any) -> str:
 @cli.command("validate")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def validate_cmd(path: Path) -> None:
-    """Check a card file (one card, or a family file with "cards") against the schema."""
+    """Check a card file (one card, or a family file with "cards") against the schema,
+    and that each card's constructor can be found."""
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
@@ -180,6 +181,13 @@ def validate_cmd(path: Path) -> None:
         _fail(f"{path}: invalid JSON: {exc}", 1)
     except ZooTransferError as exc:
         _fail(str(exc), 1)
+    from zoo_transfer.recipes import constructor  # imports the card's module (and Keras)
+
+    for card in cards:
+        try:
+            constructor(card, source=str(path))
+        except ZooTransferError as exc:
+            _fail(str(exc), 1)
     click.echo(f"{path}: {len(cards)} valid card(s): " + ", ".join(c.name for c in cards))
 
 

@@ -521,6 +521,7 @@ def load(
     seed: int = 0,
     cache: bool = True,
     storage_size: int | None = None,
+    drop_empty_classes: bool = False,
 ) -> Splits:
     """Read images and labels into batched training (and validation) pipelines.
 
@@ -544,6 +545,8 @@ def load(
             files every epoch, for data sets larger than memory.
         storage_size: side at which decoded images are cached (default `image_size`);
             set it to the largest size of a `ProgressiveResizing` schedule.
+        drop_empty_classes: a class folder with no readable image is an error (the
+            model could never learn it); `True` leaves it out with a `DataWarning`.
 
     Returns:
         `Splits`, which unpacks as `train, val, class_names`.
@@ -577,11 +580,11 @@ def load(
     layers = augmentation_layers(augment, seed=seed)  # validates `augment` first
     label_mode = "categorical" if augment in _MIXING_PRESETS else "int"
 
-    train = _read(source, storage, cache)
+    train = _read(source, storage, cache, drop_empty_classes)
     skipped = list(train.skipped)
     val = None
     if validation is not None:
-        val = _read(validation, storage, cache)
+        val = _read(validation, storage, cache, drop_empty_classes)
         skipped += val.skipped
         if val.class_names != train.class_names:
             raise DataError(
@@ -711,13 +714,13 @@ class _Part:
         return images
 
 
-def _read(source: Any, storage: int, cache: bool) -> _Part:
+def _read(source: Any, storage: int, cache: bool, drop_empty: bool = False) -> _Part:
     import tensorflow as tf
 
     if isinstance(source, str) and source.startswith("tfds:"):
         part = _read_dataset(*_tfds(source), storage, cache)
     elif isinstance(source, (str, os.PathLike)):
-        part = _read_folder(Path(source), storage, cache)
+        part = _read_folder(Path(source), storage, cache, drop_empty)
     elif isinstance(source, tf.data.Dataset):
         part = _read_dataset(source, None, "tf.data.Dataset", storage, cache)
     elif isinstance(source, (tuple, list)) and len(source) == 2:
@@ -742,7 +745,7 @@ def _read(source: Any, storage: int, cache: bool) -> _Part:
     return part
 
 
-def _read_folder(root: Path, storage: int, cache: bool) -> _Part:
+def _read_folder(root: Path, storage: int, cache: bool, drop_empty: bool = False) -> _Part:
     if not root.exists():
         raise DataError(
             f"Image folder not found: {str(root)!r}. Expected a folder with one subfolder "
@@ -779,7 +782,9 @@ def _read_folder(root: Path, storage: int, cache: bool) -> _Part:
     keys = np.flatnonzero(ok)
     skipped = [paths[i] for i in np.flatnonzero(~ok)]
     if len(keys):  # with none readable at all, `_read` names the failed files instead
-        _no_empty_class(class_names, labels_np[keys], description)
+        class_names, labels_np = _no_empty_class(
+            class_names, labels_np, labels_np[keys], description, drop_empty
+        )
     if store is not None:
         return _Part(
             np.arange(len(keys)),
@@ -798,17 +803,38 @@ def _read_folder(root: Path, storage: int, cache: bool) -> _Part:
     )
 
 
-def _no_empty_class(class_names: list[str], labels: np.ndarray, description: str) -> None:
-    """Refuse a class folder with no readable image: it would be a class the model never sees."""
-    counts = np.bincount(labels, minlength=len(class_names))
+def _no_empty_class(
+    class_names: list[str],
+    labels: np.ndarray,
+    readable: np.ndarray,
+    description: str,
+    drop: bool,
+) -> tuple[list[str], np.ndarray]:
+    """Refuse a class folder with no readable image (a class the model never sees), or,
+    with `drop`, leave it out with a warning: the class names and `labels` renumbered."""
+    counts = np.bincount(readable, minlength=len(class_names))
     empty = [name for name, n in zip(class_names, counts, strict=True) if n == 0]
-    if empty:
+    if not empty:
+        return class_names, labels
+    why = (
+        f"{description}: class folder(s) {empty} hold no readable image (no file ending in "
+        f"{', '.join(IMAGE_EXTENSIONS)}, or only corrupt ones)"
+    )
+    if not drop:
         raise DataError(
-            f"{description}: class folder(s) {empty} hold no readable image (no file ending "
-            f"in {', '.join(IMAGE_EXTENSIONS)}, or only corrupt ones). A class the model "
-            "never sees cannot be learned: add images to it, or move the folder out of the "
-            "data folder."
+            f"{why}. A class the model never sees cannot be learned: add images to it, move "
+            "the folder out of the data folder, or pass --drop-empty-classes "
+            "(`drop_empty_classes=True`) to leave it out."
         )
+    warnings.warn(
+        f"{why}; left out (drop_empty_classes): the model has {len(class_names) - len(empty)} "
+        "classes.",
+        DataWarning,
+        stacklevel=5,
+    )
+    kept = counts > 0
+    renumber = np.cumsum(kept) - 1  # old class index -> new one (for kept classes)
+    return [n for n, k in zip(class_names, kept, strict=True) if k], renumber[labels]
 
 
 def _first_pass(paths: list[str], side: int | None) -> tuple[np.ndarray, Any]:

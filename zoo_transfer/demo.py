@@ -75,7 +75,7 @@ def demo_configs(
     transfer = JobConfig(
         **common,
         recipe="small-similar",
-        unfreeze={epochs // 2: last_stage},
+        unfreeze={epochs // 2 + 1: last_stage},  # the second half (epochs count from 1)
         lr=3e-3,
         lr_mult=[0.1, 1.0],
     )

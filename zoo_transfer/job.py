@@ -22,7 +22,7 @@ message names the resume command; a kill -9 loses at most the running epoch.
 ```python
 from zoo_transfer.job import JobConfig, run
 result = run(JobConfig("mobilenet_v3_small", "photos/", epochs=5,
-                       progressive=[128, 160, 224], unfreeze={3: "stage4"}), "runs/photos")
+                       progressive=[128, 160, 224], unfreeze={4: "stage4"}), "runs/photos")
 print(result.val_accuracy)
 ```
 """
@@ -59,6 +59,7 @@ RUN_OUTPUTS = (
     *_RUN_FILES, "metrics.json", "best.keras", "final.keras", "interrupted.keras",
     "backup", "features", MANIFEST, *REPORT_FILES,
 )  # fmt: skip
+_COUNTED_FROM = "epochs_count_from"  # in config.json: 1 (0.1 wrote 0-based epochs, no key)
 LOCK = ".zoo-transfer.lock"  # held by the process training in the folder
 _ASIDE = ".zoo-transfer-replaced"  # the earlier run, kept whole until the new one is running
 
@@ -76,7 +77,9 @@ class JobConfig:
         similar: whether the data resembles the pretraining data (decides `auto`).
         image_size: training side in pixels (default: the card's input size).
         progressive: sizes, e.g. `[128, 160, 224]`, spread evenly over the epochs.
-        unfreeze: `{epoch: stage or layer}` for `GradualUnfreezing`.
+        unfreeze: `{epoch: stage or layer}` for `GradualUnfreezing`; epochs count from
+            1, as Keras prints them ("Epoch 4/5"): `{4: "stage4"}` trains stage4 from the
+            fourth epoch on.
         lr: base learning rate (default: the recipe's). lr_mult: `(lo, hi)` spread.
         validation: a separate validation source; else `validation_split` of `data`.
         weights: `imagenet`, a weights file, or `none`.
@@ -84,6 +87,8 @@ class JobConfig:
         cache_features: when the backbone stays frozen, the image size fixed and
             augmentation off, compute the backbone features once and train the head on
             them (`zoo_transfer.cached`); the result is the same full model.
+        drop_empty_classes: leave out class folders with no readable image (with a
+            warning) instead of failing.
     """
 
     model: str
@@ -105,6 +110,7 @@ class JobConfig:
     precision: str = "float32"
     seed: int = 0
     cache_features: bool = True
+    drop_empty_classes: bool = False
 
     def __post_init__(self) -> None:
         self.unfreeze = {int(k): str(v) for k, v in (self.unfreeze or {}).items()}
@@ -128,13 +134,20 @@ class JobConfig:
             raise BuildArgumentError(
                 f"Expected --lr to be a finite number > 0, e.g. 0.001. Received: lr={self.lr!r}"
             )
+        if str(self.data).startswith("zoo:") and self.data != EMBEDDED_DATA:
+            raise BuildArgumentError(
+                f"Unknown embedded data set {self.data!r}. The package ships {EMBEDDED_DATA} "
+                "(32 px digits, offline). For your own images pass a folder with one "
+                "subfolder per class; for TensorFlow Datasets, tfds:NAME."
+            )
         if self.batch_size < 1:
             raise BuildArgumentError(f"Expected batch_size >= 1. Received: {self.batch_size}")
-        late = [e for e in self.unfreeze if e >= self.epochs or e < 0]
+        late = [e for e in self.unfreeze if e > self.epochs or e < 1]
         if late:
             raise BuildArgumentError(
                 f"The unfreeze schedule names epoch {late[0]}, but the run has epochs "
-                f"0-{self.epochs - 1}. Drop it or raise --epochs."
+                f"1-{self.epochs} (epochs count from 1, as in Keras' 'Epoch 1/{self.epochs}' "
+                "lines). Drop it or raise --epochs."
             )
         if self.progressive is not None:
             self.progressive = [int(s) for s in self.progressive]
@@ -143,12 +156,16 @@ class JobConfig:
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["unfreeze"] = {str(k): v for k, v in self.unfreeze.items()}
+        d[_COUNTED_FROM] = 1
         return d
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> JobConfig:
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        fields = {k: v for k, v in d.items() if k in known}
+        if d.get(_COUNTED_FROM) != 1:  # a config.json of zoo-transfer 0.1: 0-based epochs
+            fields["unfreeze"] = {int(k) + 1: v for k, v in (d.get("unfreeze") or {}).items()}
+        return cls(**fields)
 
 
 @dataclass
@@ -181,7 +198,7 @@ def parse_sizes(text: str) -> list[int]:
 
 
 def parse_unfreeze(text: str) -> dict[int, str]:
-    """`"2:stage4,4:stage3"` -> `{2: "stage4", 4: "stage3"}`."""
+    """`"2:stage4,4:stage3"` -> `{2: "stage4", 4: "stage3"}` (epochs count from 1)."""
     out: dict[int, str] = {}
     for part in str(text).split(","):
         if not part.strip():
@@ -190,6 +207,10 @@ def parse_unfreeze(text: str) -> dict[int, str]:
         if not sep or not epoch.strip().isdigit() or not what.strip():
             raise BuildArgumentError(
                 f"Expected EPOCH:STAGE pairs such as '2:stage4,4:stage3'. Received: {text!r}"
+            )
+        if int(epoch) < 1:
+            raise BuildArgumentError(
+                f"Epochs count from 1, as in Keras' 'Epoch 1/5' lines. Received: {text!r}"
             )
         out[int(epoch)] = what.strip()
     return out
@@ -455,6 +476,7 @@ def _load_data(config: JobConfig, final_size: int) -> Any:
         validation=config.validation,
         augment=config.augment,
         seed=config.seed,
+        drop_empty_classes=config.drop_empty_classes,
     )
 
 
@@ -501,8 +523,9 @@ def _history_callback(path: Path, start_records: list[dict[str, Any]]) -> Any:
             self.records = list(start_records)
 
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            record = {"epoch": epoch, **{k: _plain(v) for k, v in (logs or {}).items()}}
-            self.records = [r for r in self.records if r["epoch"] < epoch] + [record]
+            # numbered as Keras prints them ("Epoch 1/5"); a resumed run replaces the rest
+            record = {"epoch": epoch + 1, **{k: _plain(v) for k, v in (logs or {}).items()}}
+            self.records = self.records[:epoch] + [record]
             if _is_chief():
                 _write_json(path, self.records)
 
@@ -519,6 +542,11 @@ def _drop_earlier_run_callback(out: Path) -> Any:
             drop_earlier_run(out)
 
     return DropEarlierRun()
+
+
+def _from_zero(schedule: dict[int, str]) -> dict[int, str]:
+    """A schedule counted from 1 (options, config.json) as Keras' 0-based epoch indices."""
+    return {epoch - 1: what for epoch, what in schedule.items()}
 
 
 def _plain(value: Any) -> Any:
@@ -695,8 +723,8 @@ def _run(
                 verbose=verbose,
             )
         )
-    if config.unfreeze:
-        callbacks.append(GradualUnfreezing(config.unfreeze, verbose=verbose))
+    if config.unfreeze:  # Keras callbacks get 0-based epoch indices
+        callbacks.append(GradualUnfreezing(_from_zero(config.unfreeze), verbose=verbose))
     if splits.val is not None:
         earlier = [r["val_accuracy"] for r in start_records if r.get("val_accuracy") is not None]
         callbacks.append(
@@ -765,7 +793,7 @@ def _run(
         ) from None
 
     history = _as_lists(history_cb.records)
-    events = _events(history, config.unfreeze)
+    events = _events(history, _from_zero(config.unfreeze))
     val_accuracy = history.get("val_accuracy", [None])[-1] if history else None
     if chief:
         final = save_for_inference(

@@ -370,19 +370,27 @@ def _check_positive(name: str, value: Any) -> int:
 # ------------------------------------------------------------------ predict
 @dataclass
 class ImagePrediction:
-    """The top classes of one image: `top` is `[(name, index, probability), ...]`, best first."""
+    """The top classes of one image: `top` is `[(name, index, probability), ...]`, best first.
+
+    `error` says why an image could not be read (then `top` is empty), when
+    `predict_files` was asked to report such files instead of raising.
+    """
 
     path: str
     top: list[tuple[str, int, float]]
+    error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "path": self.path,
             "top": [
                 {"rank": r, "class": n, "index": i, "probability": p}
                 for r, (n, i, p) in enumerate(self.top, start=1)
             ],
         }
+        if self.error is not None:
+            out["error"] = self.error
+        return out
 
 
 def predict_files(
@@ -393,6 +401,7 @@ def predict_files(
     image_size: tuple[int, int],
     top_k: int = 5,
     batch_size: int = 32,
+    errors: str = "raise",
 ) -> list[ImagePrediction]:
     """The `top_k` classes of each image file, in the order of `paths`.
 
@@ -403,6 +412,9 @@ def predict_files(
         image_size: `(height, width)` the images are resized to.
         top_k: `int`, how many classes per image (at most the number of classes).
         batch_size: images per forward pass.
+        errors: `"raise"` (an `ImageFileError` at the first unreadable file) or
+            `"report"` (predict the others; the unreadable ones come back with
+            `error` set and no classes).
 
     ```python
     model, names, size = load_for_inference("flowers.keras")
@@ -418,13 +430,28 @@ def predict_files(
             f"The model has {_num_outputs(model)} outputs but class_names has {len(names)} "
             f"names. Received: class_names={names[:10]}"
         )
+    if errors not in ("raise", "report"):
+        raise BuildArgumentError(f"Expected errors 'raise' or 'report'. Received: {errors!r}")
     paths = [os.fspath(p) for p in paths]
     results = []
-    for chunk in _batches(paths, batch_size):
-        probs = _predict_probs(model, np.stack([load_image(p, image_size) for p in chunk]))
-        for p, row in zip(chunk, probs, strict=True):
-            best = np.argsort(-row, kind="stable")[:top_k]
-            results.append(ImagePrediction(p, [(names[i], int(i), float(row[i])) for i in best]))
+    for chunk in _batches(paths, batch_size):  # decoded a batch at a time: any number of files
+        images, rows = [], []
+        for p in chunk:
+            try:
+                images.append(load_image(p, image_size))
+            except ImageFileError as exc:
+                if errors == "raise":
+                    raise
+                rows.append(ImagePrediction(p, [], error=str(exc)))
+            else:
+                rows.append(None)  # filled below, in order
+        probs = iter(_predict_probs(model, np.stack(images)) if images else [])
+        for p, row in zip(chunk, rows, strict=True):
+            if row is None:
+                scores = next(probs)
+                best = np.argsort(-scores, kind="stable")[:top_k]
+                row = ImagePrediction(p, [(names[i], int(i), float(scores[i])) for i in best])
+            results.append(row)
     return results
 
 
@@ -441,6 +468,8 @@ def predictions_table(predictions: Sequence[ImagePrediction]) -> str:
     lines = []
     for pred in predictions:
         lines.append(pred.path)
+        if pred.error is not None:
+            lines.append(f"  not predicted: {pred.error}")
         for rank, (name, index, prob) in enumerate(pred.top, start=1):
             lines.append(f"  {rank:>2}. {name:<32} {100 * prob:6.2f}%  (class {index})")
     return "\n".join(lines)

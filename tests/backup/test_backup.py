@@ -116,9 +116,7 @@ def test_no_readable_backup_is_an_error_that_names_it_and_the_way_out(fresh_kera
         restore_backup(_model(fresh_keras), tmp_path)
 
 
-def test_the_keras_layout_of_earlier_runs_is_read_and_a_truncated_one_named(
-    fresh_keras, tmp_path
-):
+def test_the_keras_layout_of_earlier_runs_is_read_and_a_truncated_one_named(fresh_keras, tmp_path):
     from zoo_transfer.backup import restore_backup
 
     model = _model(fresh_keras)

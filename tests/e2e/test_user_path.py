@@ -91,6 +91,28 @@ def test_evaluate_and_predict_agree_on_the_saved_model(trained):
     assert predicted[0]["top"][0]["class"] == sample["predicted"]
 
 
+def test_predict_reports_a_bad_file_and_predicts_the_others(trained, tmp_path):
+    data, out = trained
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff not really a jpeg")
+    good = [data / "5" / "000.png", data / "7" / "010.png"]
+    proc = shell(
+        "predict", str(out / "final.keras"), str(good[0]), str(bad), str(good[1]),
+        "--format", "json", check=False,
+    )  # fmt: skip
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "1 of 3 images could not be read" in proc.stderr and "broken.jpg" in proc.stderr
+    rows = json.loads(proc.stdout)
+    assert [r["path"] for r in rows] == [str(good[0]), str(bad), str(good[1])]
+    assert rows[1]["top"] == [] and "broken.jpg" in rows[1]["error"]
+    alone = json.loads(
+        shell("predict", str(out / "final.keras"), str(good[1]), "--format", "json").stdout
+    )
+    assert rows[2]["top"] == alone[0]["top"]  # the others are predicted as they would be alone
+    table = shell("predict", str(out / "final.keras"), str(bad), check=False)
+    assert table.returncode == 1 and "not predicted: " in table.stdout
+
+
 def _files(out: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
 

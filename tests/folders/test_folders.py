@@ -50,3 +50,21 @@ def test_a_class_without_a_readable_image_is_an_error_naming_it(messy):
     (messy / "8" / "broken.png").write_text("not an image")
     with pytest.raises(DataError, match=r"\['8'\].*no readable image"):
         data.load(str(messy), image_size=32, validation_split=None, augment="none")
+
+
+def test_an_explicit_flag_drops_the_empty_class_with_a_warning(messy):
+    from zoo_transfer import data
+    from zoo_transfer.errors import DataWarning
+
+    (messy / "6a").mkdir()  # sorts between 6 and 7: the classes after it are renumbered
+    (messy / "6a" / "broken.png").write_text("not an image")
+    with pytest.raises(DataError, match=r"--drop-empty-classes"):
+        data.load(str(messy), image_size=32, validation_split=None, augment="none")
+    with pytest.warns(DataWarning, match=r"\['6a'\].*left out.*3 classes"):
+        splits = data.load(
+            str(messy), image_size=32, validation_split=None, augment="none",
+            drop_empty_classes=True,
+        )  # fmt: skip
+    assert splits.class_names == ["5", "6", "7"]
+    labels = np.concatenate([y.numpy() for _, y in splits.train_images.dataset()])
+    assert np.bincount(labels).tolist() == [6, 6, 7]  # 7's images keep label 2, not 3

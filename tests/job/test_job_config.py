@@ -52,18 +52,28 @@ def test_progressive_schedule_spreads_sizes_over_the_epochs():
         ({"recipe": "tiny"}, "Unknown recipe"),
         ({"strategy": "cluster"}, "Unknown strategy"),
         ({"precision": "float16"}, "Unknown precision"),
-        ({"unfreeze": {5: "stage4"}, "epochs": 5}, "epoch 5"),
+        ({"unfreeze": {6: "stage4"}, "epochs": 5}, r"epoch 6, but the run has epochs 1-5"),
+        ({"unfreeze": {0: "stage4"}, "epochs": 5}, "epoch 0"),
+        ({"data": "zoo:flowers"}, r"Unknown embedded data set 'zoo:flowers'.*ships zoo:digits"),
     ],
 )
 def test_bad_configs_fail_before_anything_runs(kwargs, message):
     with pytest.raises(BuildArgumentError, match=message):
-        JobConfig("digitnet", "zoo:digits", **kwargs)
+        JobConfig("digitnet", **{"data": "zoo:digits", **kwargs})
 
 
 def test_config_json_round_trip():
     config = JobConfig("digitnet", "zoo:digits", progressive=[24, 32], unfreeze={2: "stage3"})
     again = JobConfig.from_json(json.loads(json.dumps(config.to_json())))
     assert again == config
+    assert config.to_json()["epochs_count_from"] == 1
+
+
+def test_a_config_json_of_0_1_counts_its_unfreeze_epochs_from_0():
+    """0.1 wrote 0-based epochs and no `epochs_count_from`: resuming such a run keeps its
+    schedule (its epoch 2 is the third epoch)."""
+    old = {"model": "digitnet", "data": "zoo:digits", "epochs": 5, "unfreeze": {"2": "stage3"}}
+    assert JobConfig.from_json(old).unfreeze == {3: "stage3"}
 
 
 def _config(**kw):

@@ -49,5 +49,5 @@ def test_a_full_disk_at_the_first_backup_keeps_the_earlier_run(tmp_path, monkeyp
         **earlier,
         "notes.txt": b"mine",
     }
-    assert json.loads((out / "history.json").read_text())[0]["epoch"] == 0
+    assert json.loads((out / "history.json").read_text())[0]["epoch"] == 1
     assert not (Path(out) / ".zoo-transfer-replaced").exists()

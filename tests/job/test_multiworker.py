@@ -58,7 +58,7 @@ def test_two_workers_train_one_epoch_and_the_chief_writes_the_outputs(tmp_path):
     assert prints[0] == prints[1]  # gradients were all-reduced across the two workers
 
     history = json.loads((out / "history.json").read_text())
-    assert [r["epoch"] for r in history] == [0]
+    assert [r["epoch"] for r in history] == [1]
     assert 0.0 <= history[0]["val_accuracy"] <= 1.0
     for name in ("final.keras", "config.json", "labels.json", "report.html"):
         assert (out / name).is_file(), name

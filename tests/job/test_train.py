@@ -36,7 +36,7 @@ def finished_run(digit_folder, tmp_path_factory):
             "--data", str(digit_folder),
             "--epochs", "4",
             "--progressive", "32,40",
-            "--unfreeze", "2:stage3",
+            "--unfreeze", "3:stage3",
             "--lr", "0.003",
             "--out", str(out),
         )  # fmt: skip
@@ -53,13 +53,13 @@ def test_out_folder_holds_models_history_config_and_report(finished_run, digit_f
         assert (out / name).is_file(), name
     assert json.loads((out / "labels.json").read_text()) == ["5", "6", "7", "8", "9"]
     config = json.loads((out / "config.json").read_text())
-    assert config["progressive"] == [32, 40] and config["unfreeze"] == {"2": "stage3"}
+    assert config["progressive"] == [32, 40] and config["unfreeze"] == {"3": "stage3"}
     assert config["data"] == str(digit_folder)
     history = json.loads((out / "history.json").read_text())
-    assert [r["epoch"] for r in history] == [0, 1, 2, 3]
+    assert [r["epoch"] for r in history] == [1, 2, 3, 4]  # as Keras prints them
     assert [r["image_size"] for r in history] == [32, 32, 40, 40]
     params = [r["trainable_params"] for r in history]
-    assert params[0] == params[1] < params[2] == params[3]  # stage3 unfrozen at epoch 2
+    assert params[0] == params[1] < params[2] == params[3]  # stage3 trains from epoch 3
     assert "done: val_accuracy" in output
 
 
@@ -120,7 +120,7 @@ def test_resume_with_other_classes_is_refused(finished_run, digit_folder, tmp_pa
         (moved / name).write_text((out / name).read_text())
     (moved / "config.json").write_text(json.dumps(config))
     args = [*TRAIN, "--data", str(other), "--epochs", "5", "--progressive", "32,40",
-            "--unfreeze", "2:stage3", "--lr", "0.003", "--out", str(moved), "--resume"]  # fmt: skip
+            "--unfreeze", "3:stage3", "--lr", "0.003", "--out", str(moved), "--resume"]  # fmt: skip
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 2, result.output
     assert "5 classes" in result.output and "now has 3" in result.output
@@ -132,6 +132,7 @@ def test_resume_with_other_classes_is_refused(finished_run, digit_folder, tmp_pa
         (["--image-size", "8"], "8 px is below digitnet.digits04's minimum input of 16 px"),
         (["--progressive", "96,64"], "increasing sizes"),
         (["--unfreeze", "7:stage3"], "epoch 7"),
+        (["--unfreeze", "0:stage3"], "Epochs count from 1"),
         (["--unfreeze", "1:stage9"], "stage9"),
     ],
 )
@@ -165,6 +166,23 @@ def test_bad_data_fails_clearly_and_keeps_an_earlier_run(tmp_path, kind, make_fo
     assert (out / "config.json").read_text() == "{}"  # not replaced: the data was bad
 
 
+def test_drop_empty_classes_trains_on_the_other_classes(tmp_path, make_folder):
+    data = make_folder(tmp_path / "data", per_class=8, classes=3)
+    (data / "empty").mkdir()
+    (data / "empty" / "notes.jpg").write_text("not an image")
+    args = [*TRAIN, "--data", str(data), "--epochs", "1"]
+    refused = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "a")])
+    assert refused.exit_code == 2 and "--drop-empty-classes" in refused.output
+    with pytest.warns(UserWarning, match=r"\['empty'\].*left out"):
+        done = CliRunner().invoke(
+            cli, [*args, "--out", str(tmp_path / "b"), "--drop-empty-classes"],
+            catch_exceptions=False,
+        )  # fmt: skip
+    assert done.exit_code == 0, done.output
+    assert json.loads((tmp_path / "b" / "labels.json").read_text()) == ["5", "6", "7"]
+    assert json.loads((tmp_path / "b" / "config.json").read_text())["drop_empty_classes"]
+
+
 @pytest.mark.parametrize(
     "extra, cached",
     [
@@ -182,7 +200,7 @@ def test_cached_features_are_used_exactly_when_they_apply(digit_folder, tmp_path
     assert result.exit_code == 0, result.output
     assert ("cached backbone features" in result.stdout) is cached
     history = json.loads((out / "history.json").read_text())
-    assert [r["epoch"] for r in history] == [0, 1] and "val_accuracy" in history[0]
+    assert [r["epoch"] for r in history] == [1, 2] and "val_accuracy" in history[0]
     assert (out / "final.keras").is_file()
 
 
@@ -220,7 +238,7 @@ def _stop_when(proc: subprocess.Popen, out: Path, done: int, sig: int) -> tuple[
 def test_ctrl_c_then_kill_9_then_resume_finishes_the_same_schedule(digit_folder, tmp_path):
     out = tmp_path / "run"
     args = [*TRAIN, "--data", str(digit_folder), "--epochs", "5", "--progressive", "32,40",
-            "--unfreeze", "3:stage3", "--out", str(out)]  # fmt: skip
+            "--unfreeze", "4:stage3", "--out", str(out)]  # fmt: skip
 
     first = _spawn(args)
     done, err = _stop_when(first, out, 1, signal.SIGINT)  # Ctrl-C during epoch 2
@@ -239,7 +257,7 @@ def test_ctrl_c_then_kill_9_then_resume_finishes_the_same_schedule(digit_folder,
     _, err = third.communicate(timeout=600)
     assert third.returncode == 0, err
     history = _records(out)
-    assert [r["epoch"] for r in history] == [0, 1, 2, 3, 4]
+    assert [r["epoch"] for r in history] == [1, 2, 3, 4, 5]
     assert history[: len(kept)] == kept  # finished epochs were not run again
     assert [r["image_size"] for r in history] == [32, 32, 40, 40, 40]
     params = [r["trainable_params"] for r in history]
@@ -254,7 +272,7 @@ def test_mixed_precision_run_unfreezes_and_leaves_the_global_policy_alone(digit_
 
     out = tmp_path / "mixed"
     args = [*TRAIN, "--data", str(digit_folder), "--epochs", "2", "--image-size", "32",
-            "--unfreeze", "1:stage3", "--precision", "mixed_float16",
+            "--unfreeze", "2:stage3", "--precision", "mixed_float16",
             "--out", str(out)]  # fmt: skip
     result = CliRunner().invoke(cli, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output

@@ -48,6 +48,29 @@ def test_unreadable_images_are_named(tmp_path):
         load_image(tmp_path / "missing.png", (8, 8))
 
 
+def test_predict_files_reports_a_bad_file_when_asked_and_keeps_the_order(
+    tmp_path, write_png, color_model
+):
+    model = color_model(("red", "blue"))
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("not a picture")
+    paths = [
+        write_png(tmp_path / "1.png", (250, 0, 0)),
+        bad,
+        write_png(tmp_path / "2.png", (0, 0, 250)),
+    ]
+    kw = {"class_names": ["red", "blue"], "image_size": (32, 32), "batch_size": 2}
+    with pytest.raises(ImageFileError, match="bad.jpg"):
+        predict_files(model, paths, **kw)  # the default: stop at the first bad file
+    preds = predict_files(model, paths, errors="report", **kw)
+    assert [p.path for p in preds] == [str(p) for p in paths]
+    assert [p.top[0][0] if p.top else None for p in preds] == ["red", None, "blue"]
+    assert "bad.jpg" in preds[1].error and preds[1].to_dict()["error"] == preds[1].error
+    assert "error" not in preds[0].to_dict()
+    with pytest.raises(BuildArgumentError, match="'raise' or 'report'"):
+        predict_files(model, paths, errors="skip", **kw)
+
+
 def test_predict_files_gives_the_right_colour_top_first(tmp_path, write_png, color_model):
     model = color_model(("red", "blue"))
     paths = [

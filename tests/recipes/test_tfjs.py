@@ -84,3 +84,16 @@ def test_teachable_machine_export_becomes_a_keras_model(fresh_keras, tm_dir):
 def test_not_a_teachable_machine_folder(tmp_path):
     with pytest.raises(zoo_transfer.WeightsMismatchError, match="metadata.json"):
         zoo_transfer.load_teachable_machine(tmp_path)
+
+
+def test_a_model_json_path_is_taken_as_its_folder(fresh_keras, tm_dir, tfjs_dir):
+    by_file = zoo_transfer.load_teachable_machine(tm_dir / "model.json")
+    by_folder = zoo_transfer.load_teachable_machine(tm_dir)
+    assert by_file.labels == by_folder.labels and by_file.card == by_folder.card
+    for a, b in zip(by_file.model.weights, by_folder.model.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    model = zoo_transfer.build(
+        "mobilenet.a025_224", 2, weights=str(tfjs_dir / "model.json"), input_shape=(128, 128, 3)
+    )
+    kernel = dict(read_tfjs_weights(tfjs_dir)["conv1"])["kernel"]
+    np.testing.assert_array_equal(model.get_layer("mobilenet").get_layer("conv1").kernel, kernel)
