@@ -1,6 +1,10 @@
 """Recipes: functions that turn a registry card into a Keras model.
 
 Installed as `zoo_transfer.recipes`. Keras is imported lazily, on first use.
+
+Public modules beside this one: `stages` (the stage map other packages use),
+`digitnet` (the embedded demo network and its digits), `probe` (Keras' ImageNet
+build, intercepted: what the card sweep and the card generator check).
 """
 
 from ._build import build, feature_extractor, normalization_layer
@@ -14,7 +18,8 @@ from ._situations import (
     small_similar,
     suggest,
 )
-from ._tfjs import TeachableMachineModel, load_teachable_machine
+from ._teachable import TeachableMachineModel, load_teachable_machine
+from ._weights import imagenet_weights_file
 
 __all__ = [
     "RECIPES",
@@ -23,6 +28,7 @@ __all__ = [
     "build",
     "constructor",
     "feature_extractor",
+    "imagenet_weights_file",
     "instantiate",
     "large_different",
     "large_similar",

@@ -23,12 +23,12 @@ from zoo_transfer.errors import BuildArgumentError, WeightsMismatchError
 from zoo_transfer.registry import Card, get_card
 
 from ._keras_apps import instantiate, resolve_tap
-from ._stages import ancestors
 from ._weights import (
     assign_by_name,
     imagenet_weights_file,
     read_legacy_h5,
 )
+from .stages import ancestors
 
 POOLINGS = ("avg", "max", "flatten")
 BN_POLICIES = ("frozen", "train")
@@ -223,7 +223,7 @@ def _structure(card: Card, *, include_top: bool, input_shape: tuple, **kwargs: A
     Some constructors add layers only for `weights="imagenet"` (EfficientNet's extra
     `Rescaling`), so pretrained weights of any source go into this structure.
     """
-    from zoo_transfer.registry._probe import intercept_keras_weights
+    from .probe import intercept_keras_weights
 
     if include_top and tuple(input_shape) != tuple(card.input_size):
         # Keras refuses ImageNet builds with a top at another size; no structural change
@@ -272,7 +272,7 @@ def backbone_model(
             card, include_top=include_top, weights=None, input_shape=input_shape, **kwargs
         )
     if kind == "imagenet" and tuple(input_shape) == tuple(card.input_size):
-        from zoo_transfer.registry._probe import intercept_keras_weights
+        from .probe import intercept_keras_weights
 
         path = imagenet_weights_file(card, include_top)  # cached, hash checked, fast offline
         with intercept_keras_weights(serve=str(path)):  # Keras' ImageNet build, this file

@@ -9,8 +9,7 @@ import importlib
 from typing import Any
 
 from zoo_transfer.errors import CardValidationError
-from zoo_transfer.registry import Card
-from zoo_transfer.registry._card import LAYER_REF_RE
+from zoo_transfer.registry import LAYER_REF_RE, Card
 
 
 def constructor(card: Card, source: str = "registry") -> Any:

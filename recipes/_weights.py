@@ -227,6 +227,8 @@ def assign_by_name(
     that are missing from the file or whose shapes differ.
     """
     missing, mismatched, loaded = [], [], []
+    from .stages import weighted_layers
+
     layers = model if isinstance(model, list) else weighted_layers(model)
     label = getattr(model, "name", "the given layers")
     for layer in layers:
@@ -262,16 +264,6 @@ def assign_by_name(
             "or width? Pick the card that wrote it."
         )
     return loaded
-
-
-def weighted_layers(model: Any) -> list[Any]:
-    out = []
-    for layer in model.layers:
-        if hasattr(layer, "layers") and layer.layers:  # nested model
-            out.extend(weighted_layers(layer))
-        elif layer.weights:
-            out.append(layer)
-    return out
 
 
 def _match_variables(variables: list[Any], entry: list[tuple[str, np.ndarray]]) -> Any:

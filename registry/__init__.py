@@ -3,7 +3,15 @@
 Installed as `zoo_transfer.registry`. Importing it never imports Keras/TensorFlow.
 """
 
-from ._card import Card, Preprocessing, Stage, WeightsFile, card_from_dict
+from ._card import (
+    LAYER_REF_RE,
+    Card,
+    Preprocessing,
+    Stage,
+    WeightsFile,
+    card_from_dict,
+    resolve_package_url,
+)
 from ._registry import (
     ENTRY_POINT_GROUP,
     REGISTRY,
@@ -15,6 +23,7 @@ from ._registry import (
 )
 
 __all__ = [
+    "LAYER_REF_RE",
     "Card",
     "ENTRY_POINT_GROUP",
     "Preprocessing",
@@ -27,4 +36,5 @@ __all__ = [
     "list_models",
     "load_family_file",
     "register_model",
+    "resolve_package_url",
 ]

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from zoo_transfer.errors import CardValidationError
+from zoo_transfer.errors import CardValidationError, UnknownStageError
 
 ARCH_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 TAG_RE = re.compile(r"^[a-z0-9][a-z0-9_]*$")
@@ -178,11 +178,12 @@ class Card:
         return tuple(s.name for s in self.stages)
 
     def stage(self, name: str) -> Stage:
-        """The stage called `name`; `KeyError` listing the valid names otherwise."""
+        """The stage called `name`; `UnknownStageError` (a `KeyError`) listing the valid
+        names otherwise."""
         for s in self.stages:
             if s.name == name:
                 return s
-        raise KeyError(
+        raise UnknownStageError(
             f"{self.name} has no stage {name!r}. Its stages are: " + ", ".join(self.stage_names)
         )
 

@@ -7,7 +7,7 @@ Writes, under `zoo_transfer/assets/`:
   Digits" data set (Alpaydin and Kaynak, 1998; https://doi.org/10.24432/C50P49),
   licensed CC BY 4.0.
 - `digitnet_digits04.weights.h5`: DigitNet pretrained on 80% of the digits 0-4 (the
-  `zoo_transfer.recipes._demo_net.digits_task` split with seed 0). Pretext: 40 classes,
+  `zoo_transfer.recipes.digitnet.digits_task` split with seed 0). Pretext: 40 classes,
   each digit under the 8 symmetries of the square (rotation prediction on top of the
   labels), with light shift and zoom augmentation; the shipped 5-class top is the
   pretext classifier's upright columns. Digits 5-9 are never seen: they are the
@@ -15,7 +15,7 @@ Writes, under `zoo_transfer/assets/`:
 
 Prints the held-out accuracy on the other 20% of digits 0-4 (upright), the parameter
 counts and the sha256 of the weights file: copy them into `registry/cards/zoo.json` and
-the hash into `WEIGHTS_HASH` in `recipes/_demo_net.py`. Deterministic on CPU (two runs
+the hash into `WEIGHTS_HASH` in `recipes/digitnet.py`. Deterministic on CPU (two runs
 give the same sha256); about 35 s on two cores. scikit-learn is needed by this script
 only (`pip install scikit-learn`).
 
@@ -56,7 +56,7 @@ def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     start = time.monotonic()
 
-    from zoo_transfer.recipes import _demo_net as demo
+    from zoo_transfer.recipes import digitnet as demo
 
     ASSETS.mkdir(exist_ok=True)
     write_digits(ASSETS / demo.DIGITS_FILE)

@@ -10,7 +10,7 @@ def write_folder(root: Path, per_class: int, seed: int = 0, classes: int = 5) ->
     import numpy as np
     from PIL import Image
 
-    from zoo_transfer.recipes._demo_net import demo_digits
+    from zoo_transfer.recipes.digitnet import demo_digits
 
     x, y, _, _, names = demo_digits(seed=seed, train_per_class=per_class)
     for c in range(classes):

@@ -37,7 +37,7 @@ MODEL_PATH = (
     "recipes/_keras_apps.py",
     "recipes/_stages.py",
     "recipes/_weights.py",
-    "recipes/_demo_net.py",
+    "recipes/digitnet.py",
     "recipes/_situations.py",
     "registry/_card.py",
     "registry/_registry.py",

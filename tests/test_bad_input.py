@@ -108,12 +108,12 @@ def test_validate_fails_a_card_whose_constructor_cannot_be_found(tmp_path, const
 
 
 def test_teachable_machine_labels_must_be_a_list(tmp_path, monkeypatch):
-    from zoo_transfer.recipes import _tfjs
+    from zoo_transfer.recipes import _teachable
 
     (tmp_path / "metadata.json").write_text(json.dumps({"labels": 5, "imageSize": 224}))
-    monkeypatch.setattr(_tfjs, "is_tfjs_folder", lambda folder: True)
+    monkeypatch.setattr(_teachable, "is_tfjs_folder", lambda folder: True)
     with pytest.raises(WeightsMismatchError, match='"labels" to be a list'):
-        _tfjs.load_teachable_machine(tmp_path)
+        _teachable.load_teachable_machine(tmp_path)
 
 
 def test_public_submodules_are_attributes():
@@ -152,3 +152,19 @@ def test_gradual_unfreezing_converts_a_plain_optimizer_without_state(fresh_keras
     stepped.fit(x, y, epochs=1, verbose=0)
     with pytest.raises(BuildArgumentError, match="already holds training state"):
         stepped.fit(x, y, epochs=2, verbose=0, callbacks=[GradualUnfreezing({1: 1}, verbose=0)])
+
+
+def test_specific_errors_stand_where_bare_key_and_value_errors_were(fresh_keras):
+    import zoo_transfer
+    from zoo_transfer.errors import NotATransferModelError, UnknownStageError
+    from zoo_transfer.recipes.stages import find_backbone
+
+    with pytest.raises(
+        UnknownStageError, match=r"^resnet50\.imagenet has no stage 'stage9'.*stage4"
+    ):
+        zoo_transfer.get_card("resnet50").stage("stage9")
+    assert issubclass(UnknownStageError, KeyError)  # what `Card.stage` raised before
+    plain = fresh_keras.Sequential([fresh_keras.Input((4,)), fresh_keras.layers.Dense(2)])
+    with pytest.raises(NotATransferModelError, match="zoo_transfer.build"):
+        find_backbone(plain)
+    assert zoo_transfer.ArgumentError is zoo_transfer.BuildArgumentError

@@ -11,6 +11,7 @@ card = zoo_transfer.get_card("resnet50")
 """
 
 from zoo_transfer.errors import (
+    ArgumentError,
     BuildArgumentError,
     CardValidationError,
     DuplicateModelError,
@@ -59,6 +60,7 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "ArgumentError",
     "BuildArgumentError",
     "EpochSeeding",
     "GradualUnfreezing",

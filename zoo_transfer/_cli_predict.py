@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from zoo_transfer._cli_common import fail as _fail
 from zoo_transfer.errors import UnknownModelError, ZooTransferError
 
 FORMAT = click.Choice(["table", "json"])
@@ -16,12 +17,6 @@ WEIGHTS_HELP = (
     "For a zoo name: a weights file (.h5, .weights.h5) instead of the Keras ImageNet cache "
     "(offline machines)."
 )
-
-
-def _fail(message: str, code: int) -> None:
-    from zoo_transfer.cli import _fail as fail
-
-    fail(message, code)
 
 
 def _load(model: str, weights: Path | None):

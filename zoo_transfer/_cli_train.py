@@ -11,13 +11,9 @@ from pathlib import Path
 
 import click
 
+from zoo_transfer._cli_common import fail as _fail
 from zoo_transfer._quiet import import_tensorflow_quietly
 from zoo_transfer.errors import TrainingInterrupted, ZooTransferError
-
-
-def _fail(message: str, code: int = 2) -> None:
-    click.echo(f"Error: {message}", err=True)
-    sys.exit(code)
 
 
 def _progress(quiet: bool) -> int:

@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 
 from zoo_transfer._memory import available_memory as _available_memory
-from zoo_transfer.errors import BuildArgumentError, DataError
+from zoo_transfer.errors import BuildArgumentError, DataError, NotATransferModelError
 
 STORAGES = ("auto", "memory", "disk")
 _MEMORY_FRACTION = 0.25  # in-memory features may take this share of the available memory
@@ -86,11 +86,11 @@ def _consumers(model: Any, tensor: Any) -> list[Any]:
 
 def _cut_tensor(model: Any) -> Any:
     """The outer model's tensor after the backbone and the weightless layers after it."""
-    from zoo_transfer.recipes._stages import find_backbone
+    from zoo_transfer.recipes.stages import find_backbone
 
     try:
         backbone, _ = find_backbone(model)
-    except ValueError as exc:
+    except NotATransferModelError as exc:
         raise BuildArgumentError(
             f"Expected a model from zoo_transfer.build(). Received: model {model.name!r}, "
             f"which has no nested backbone named after a registry card ({exc})"

@@ -15,7 +15,7 @@ from typing import Any
 
 import keras
 
-from zoo_transfer.errors import BuildArgumentError
+from zoo_transfer.errors import BuildArgumentError, NotATransferModelError
 
 
 @keras.saving.register_keras_serializable(package="zoo_transfer")
@@ -64,7 +64,7 @@ class GradualUnfreezing(keras.callbacks.Callback):
     # ------------------------------------------------------------------ checks
     def _resolve(self) -> None:
         from zoo_transfer.optimizers import GroupedOptimizer
-        from zoo_transfer.recipes._stages import find_backbone, stage_of_layers
+        from zoo_transfer.recipes.stages import find_backbone, stage_of_layers
 
         self._backbone, self._card = find_backbone(self.model)
         self._stage_of = stage_of_layers(self._backbone, self._card)
@@ -320,10 +320,10 @@ class ProgressiveResizing(keras.callbacks.Callback):
                 "train.dataset() without .repeat() or steps_per_epoch."
             )
         try:
-            from zoo_transfer.recipes._stages import find_backbone
+            from zoo_transfer.recipes.stages import find_backbone
 
             _, card = find_backbone(self.model)
-        except ValueError:
+        except NotATransferModelError:  # any Keras model may be resized
             card = None
         if card is not None:
             low = min(self.schedule.values())

@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from zoo_transfer._cli_common import fail as _fail
 from zoo_transfer.errors import UnknownModelError, ZooTransferError
 from zoo_transfer.registry import REGISTRY, Card, card_from_dict, load_family_file
 
@@ -47,11 +48,6 @@ def _qualified(constructor: str) -> str:
     if ":" in constructor or "." in constructor:
         return constructor
     return f"keras.applications.{constructor}"
-
-
-def _fail(message: str, code: int) -> None:
-    click.echo(f"Error: {message}", err=True)
-    sys.exit(code)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -202,7 +198,7 @@ def validate_cmd(path: Path) -> None:
 )
 def fetch_cmd(names: tuple[str, ...], to: Path | None) -> None:
     """Download NAMES' ImageNet weights (with and without top) into the Keras cache."""
-    from zoo_transfer.recipes._weights import imagenet_weights_file
+    from zoo_transfer.recipes import imagenet_weights_file
 
     failed = 0
     for name in names:

@@ -919,16 +919,32 @@ def _read_arrays(x: Any, y: Any) -> _Part:
     )
 
 
+def _tfds_broken(spec: str, err: BaseException) -> DataError:
+    """tensorflow-datasets is installed but does not import (measured with TensorFlow
+    2.16-2.19: tensorflow-metadata 1.21 needs a newer protobuf than they allow)."""
+    first = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+    return DataError(
+        f"Reading {spec!r} needs tensorflow-datasets, which is installed but fails to "
+        f"import ({type(err).__name__}: {first}). With TensorFlow below 2.20 this is "
+        "tensorflow-metadata 1.21 asking for a newer protobuf than TensorFlow allows: "
+        "pip install 'tensorflow-metadata<1.21'."
+    )
+
+
 def _tfds(spec: str) -> tuple[Any, list[str] | None, str]:
     """`tfds:NAME[:SPLIT]` -> (dataset of (image, label), class names, description)."""
     name, _, split = spec[len("tfds:") :].partition(":")
     split = split or "train"
     try:
         import tensorflow_datasets as tfds
-    except ImportError as err:
+    except ModuleNotFoundError as err:
+        if err.name != "tensorflow_datasets":
+            raise _tfds_broken(spec, err) from None
         raise DataError(
             f"Reading {spec!r} needs tensorflow-datasets: pip install tensorflow-datasets"
         ) from err
+    except (ImportError, TypeError) as err:  # protobuf too old for tensorflow-metadata
+        raise _tfds_broken(spec, err) from None
     data_dir = os.environ.get("TFDS_DATA_DIR") or None
     try:
         builder = tfds.builder(name, data_dir=data_dir)

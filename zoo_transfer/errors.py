@@ -60,8 +60,22 @@ class PluginWarning(UserWarning):
     """A plugin of the `zoo_transfer.models` entry-point group failed to load."""
 
 
-class BuildArgumentError(ZooTransferError, ValueError):
-    """An argument to `build` (or a recipe) that cannot work for the chosen model."""
+class ArgumentError(ZooTransferError, ValueError):
+    """An argument that cannot work: the message names it, what was received and the fix."""
+
+
+BuildArgumentError = ArgumentError  # its name before 0.2, when `build` raised most of them
+
+
+class UnknownStageError(ZooTransferError, KeyError):
+    """A stage name that the card does not have; the message lists the card's stages."""
+
+    def __str__(self) -> str:  # KeyError would show the message in quotes
+        return self.args[0]
+
+
+class NotATransferModelError(ZooTransferError, ValueError):
+    """A model without a nested backbone named after a registry card (not from `build`)."""
 
 
 class WeightsUnavailableError(ZooTransferError, OSError):

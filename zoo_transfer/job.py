@@ -455,7 +455,7 @@ def _load_data(config: JobConfig, final_size: int) -> Any:
     from zoo_transfer import data
 
     if config.data == EMBEDDED_DATA:
-        from zoo_transfer.recipes._demo_net import demo_digits
+        from zoo_transfer.recipes.digitnet import demo_digits
 
         x_train, y_train, x_test, y_test, names = demo_digits(seed=config.seed, train_per_class=10)
         splits = data.load(
@@ -483,7 +483,7 @@ def _load_data(config: JobConfig, final_size: int) -> Any:
 def _recipe_name(config: JobConfig, num_train: int) -> str:
     if config.recipe != "auto":
         return config.recipe.replace("-", "_")
-    from zoo_transfer.recipes._situations import suggest
+    from zoo_transfer.recipes import suggest
 
     return suggest(max(num_train, 1), config.similar).__name__
 
@@ -629,7 +629,7 @@ def _run(
     from zoo_transfer.backup import EpochBackup, restore_backup
     from zoo_transfer.callbacks import EpochSeeding, GradualUnfreezing, ProgressiveResizing
     from zoo_transfer.optimizers import transfer_optimizer
-    from zoo_transfer.recipes._situations import RECIPES
+    from zoo_transfer.recipes import RECIPES
     from zoo_transfer.registry import get_card
     from zoo_transfer.saving import best_model_checkpoint, save_for_inference
 

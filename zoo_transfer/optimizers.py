@@ -109,7 +109,7 @@ def _no_state(store: Any) -> None:
 
 def _potential_variables(model: Any) -> list[Any]:
     """Every variable of `model` that is or may become trainable."""
-    from zoo_transfer.recipes._weights import weighted_layers
+    from zoo_transfer.recipes.stages import weighted_layers
 
     variables = []
     for layer in weighted_layers(model):
@@ -354,7 +354,7 @@ def transfer_optimizer(
     model.compile(opt, "sparse_categorical_crossentropy")
     ```
     """
-    from zoo_transfer.recipes._stages import group_order, layer_groups
+    from zoo_transfer.recipes.stages import group_order, layer_groups
 
     if keras.backend.backend() == "jax":
         raise BuildArgumentError(

@@ -41,7 +41,7 @@ def fine_tune(
     history = zoo_transfer.fine_tune(model, train_ds, val_ds, epochs=4, freeze_epochs=1)
     ```
     """
-    from zoo_transfer.recipes._stages import find_backbone, stage_of_layers
+    from zoo_transfer.recipes.stages import find_backbone, stage_of_layers
 
     if freeze_epochs < 0 or epochs < 1:
         raise BuildArgumentError(

@@ -16,7 +16,7 @@ EPOCHS = 4
 
 @pytest.fixture(scope="module")
 def digits():
-    from zoo_transfer.recipes._demo_net import demo_digits
+    from zoo_transfer.recipes.digitnet import demo_digits
 
     x, y, x_val, y_val, _ = demo_digits(seed=0, train_per_class=20)
     return x.astype("float32"), y, x_val.astype("float32"), y_val

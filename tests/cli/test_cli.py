@@ -112,6 +112,6 @@ def test_validate_reports_the_bad_field(run, tmp_path):
 
 def test_info_prints_a_dotted_constructor_as_written():
     out = CliRunner().invoke(cli, ["info", "digitnet"]).output
-    assert "zoo_transfer.recipes._demo_net:DigitNet()" in out
+    assert "zoo_transfer.recipes.digitnet:DigitNet()" in out
     assert "keras.applications.zoo_transfer" not in out
     assert "keras.applications.ResNet50(" in CliRunner().invoke(cli, ["info", "resnet50"]).output

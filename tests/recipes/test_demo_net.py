@@ -11,7 +11,7 @@ import pytest
 
 import zoo_transfer
 from zoo_transfer import BuildArgumentError
-from zoo_transfer.recipes._demo_net import (
+from zoo_transfer.recipes.digitnet import (
     WEIGHTS_HASH,
     DigitNet,
     demo_digits,

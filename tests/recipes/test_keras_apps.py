@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from zoo_transfer.errors import CardValidationError
 from zoo_transfer.recipes import constructor, instantiate, resolve_tap
 from zoo_transfer.registry import get_card
 
@@ -62,5 +63,7 @@ def test_constructor_from_dotted_path_and_missing_name():
     import collections
 
     assert constructor(custom) is collections.OrderedDict
-    with pytest.raises(AttributeError, match="no constructor 'ResNet9000'.*Upgrade Keras"):
+    with pytest.raises(CardValidationError, match="no constructor 'ResNet9000'.*Upgrade Keras"):
         constructor(dataclasses.replace(card, constructor="ResNet9000"))
+    with pytest.raises(CardValidationError, match="module 'no_such_pkg' cannot be imported"):
+        constructor(dataclasses.replace(card, constructor="no_such_pkg:build"))

@@ -105,7 +105,7 @@ def test_small_similar_on_fashion_mnist_with_real_weights(fresh_keras, shared_da
 
 def test_small_similar_plan_trains_the_head_on_cached_features(fresh_keras):
     """The small+similar plan takes the cached path when it is exact, and only then."""
-    from zoo_transfer.recipes._demo_net import demo_digits
+    from zoo_transfer.recipes.digitnet import demo_digits
 
     x, y, x_val, y_val, _ = demo_digits(seed=0, train_per_class=8)
     fresh_keras.utils.set_random_seed(0)

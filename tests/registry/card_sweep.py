@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from zoo_transfer.recipes import resolve_tap
-from zoo_transfer.registry._probe import imagenet_build
+from zoo_transfer.recipes.probe import imagenet_build
 
 
 @dataclass

@@ -15,10 +15,10 @@ import pytest
 import zoo_transfer
 from zoo_transfer import CardValidationError, WeightsCorruptError, WeightsUnavailableError
 from zoo_transfer.recipes import resolve_tap
+from zoo_transfer.recipes.probe import imagenet_build
 from zoo_transfer.registry import Registry, card_from_dict, get_card
 from zoo_transfer.registry import _registry as registry_module
 from zoo_transfer.registry._card import resolve_package_url
-from zoo_transfer.registry._probe import imagenet_build
 
 ASSETS = Path(zoo_transfer.__file__).parent / "assets"
 WEIGHTS = ASSETS / "digitnet_digits04.weights.h5"
@@ -147,7 +147,7 @@ def test_packaged_weights_are_used_in_place_never_cached(tmp_path, monkeypatch):
 
 def test_the_constructor_requests_the_packaged_file_in_place(tmp_path, monkeypatch):
     """`DigitNet(weights="imagenet")` outside `build` copies nothing to the Keras cache."""
-    from zoo_transfer.recipes._demo_net import pretrained_weights_path
+    from zoo_transfer.recipes.digitnet import pretrained_weights_path
 
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     assert Path(pretrained_weights_path()).resolve() == WEIGHTS.resolve()

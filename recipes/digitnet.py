@@ -124,7 +124,7 @@ def pretrained_weights_path() -> str:
 
     from keras.src.utils import file_utils
 
-    from zoo_transfer.registry._card import resolve_package_url
+    from zoo_transfer.registry import resolve_package_url
 
     location = resolve_package_url(WEIGHTS_URL)
     package_root = Path(url2pathname(urlparse(location).path)).parent.parent

@@ -1,4 +1,8 @@
-"""Which stage of the card each layer of a built model belongs to.
+"""The stage map: which stage of the card each layer of a built model belongs to.
+
+Public (`zoo_transfer.recipes.stages`): the callbacks, the optimizers, `fine_tune` and
+the cached-feature trainer all ask it which layers form the backbone, its stages and
+the head.
 
 A layer belongs to stage K when stage K's output depends on it and stage K-1's output
 does not. Layers of the outer model outside the backbone with weights are the `head`.
@@ -55,8 +59,9 @@ def stage_of_layers(backbone: Any, card: Card) -> dict[str, str]:
 
 
 def find_backbone(model: Any) -> tuple[Any, Card]:
-    """The nested backbone of a model from `build`, and its card."""
-    from zoo_transfer.errors import UnknownModelError
+    """The nested backbone of a model from `build`, and its card; `NotATransferModelError`
+    for any other model."""
+    from zoo_transfer.errors import NotATransferModelError, UnknownModelError
 
     for layer in model.layers:
         if hasattr(layer, "layers") and layer.layers:
@@ -66,7 +71,7 @@ def find_backbone(model: Any) -> tuple[Any, Card]:
                 return layer, get_card(getattr(layer, "zoo_card", None) or layer.name)
             except UnknownModelError:
                 continue
-    raise ValueError(
+    raise NotATransferModelError(
         f"Model {model.name!r} has no nested backbone named after a registry card; "
         "build it with zoo_transfer.build()."
     )
@@ -87,3 +92,14 @@ def group_order(model: Any) -> list[str]:
     _, card = find_backbone(model)
     present = set(layer_groups(model).values())
     return [s for s in card.stage_names if s in present] + [HEAD]
+
+
+def weighted_layers(model: Any) -> list[Any]:
+    """The layers with weights of `model`, nested models flattened, in order."""
+    out = []
+    for layer in model.layers:
+        if hasattr(layer, "layers") and layer.layers:  # nested model
+            out.extend(weighted_layers(layer))
+        elif layer.weights:
+            out.append(layer)
+    return out

@@ -1,6 +1,6 @@
 """Read facts off a live Keras build: what weights file it asks for, its input limits.
 
-Used by the card generator (`_generate.py`) and by the registry verification tests.
+Used by the card generator (`scripts/generate_cards.py`) and by the registry verification tests.
 `imagenet_build` runs a Keras constructor with `weights="imagenet"` exactly as a user
 would, but intercepts the download and the weight loading, so it works offline and
 fast while recording each `get_file` request (file name, URL, hash, cache folder).
@@ -75,7 +75,7 @@ def imagenet_build(
     card: Any, *, include_top: bool, input_shape: Any = None
 ) -> tuple[Any, BuildRecord]:
     """Build `card` with `weights="imagenet"`, offline; return the model and record."""
-    from zoo_transfer.recipes import instantiate
+    from ._keras_apps import instantiate
 
     with intercept_keras_weights() as record:
         model = instantiate(

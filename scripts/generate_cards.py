@@ -1,6 +1,6 @@
 """Regenerate `cards/*.json` from the installed Keras (a maintainer's tool).
 
-    python -m zoo_transfer.registry._generate [FAMILY ...]
+    python scripts/generate_cards.py [FAMILY ...]
 
 Facts (layer names, shapes, parameter counts, weight files and hashes, minimum input
 sizes) are read off real Keras builds. The judgement lives in `FAMILIES` below: which
@@ -362,7 +362,7 @@ def _pick(model: Any, stable: set[str], rule: tuple[str, int, str, int], size: i
 def card_for(family: str, spec: dict, m: dict) -> dict:
     import keras
 
-    from ._probe import imagenet_build
+    from zoo_transfer.recipes.probe import imagenet_build
 
     size = m.get("size") or spec.get("size")
     pseudo = SimpleNamespace(
@@ -466,7 +466,7 @@ def generate(family: str, out_dir: Path) -> Path:
 
 
 def main(argv: list[str]) -> None:
-    out_dir = Path(__file__).parent / "cards"
+    out_dir = Path(__file__).resolve().parents[1] / "registry" / "cards"
     for family in argv or list(FAMILIES):
         print(f"{family}:", flush=True)
         print("  wrote", generate(family, out_dir))
