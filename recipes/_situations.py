@@ -8,7 +8,10 @@
 |             | everything at a low LR       | train everything                 |
 
 Each recipe returns `(model, plan)`. The plan is a plain dataclass of the compile and
-fit settings the recipe recommends; change any field before `plan.compile(model)`.
+fit settings the recipe recommends; change any field before `plan.compile(model)`, then
+train with `zoo_transfer.training.fit_transfer(model, train, val, plan=plan)` (which
+uses cached backbone features where the plan allows it and they are exact) or with
+`model.fit`. Plans hold settings only: they import no training code.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ class Plan:
     plan.epochs = 3
     plan.compile(model)
     model.fit(x, y, epochs=plan.epochs, batch_size=plan.batch_size, callbacks=plan.callbacks())
+    # or: zoo_transfer.training.fit_transfer(model, (x, y), (x_val, y_val), plan=plan)
     ```
     """
 
@@ -61,47 +65,6 @@ class Plan:
         kwargs.update(overrides)
         model.compile(**kwargs)
         return model
-
-    def fit(
-        self,
-        model: Any,
-        train: Any,
-        validation: Any = None,
-        *,
-        augment: str = "none",
-        callbacks: Any = (),
-        **fit_kwargs: Any,
-    ) -> Any:
-        """Fit as the recipe recommends, with its epochs and callbacks.
-
-        With `cached_head` (the `small_similar` recipe) and when it is exact (backbone
-        frozen, `augment="none"`), the backbone runs once over the images and the head
-        trains on its features (`zoo_transfer.cached`); otherwise a plain `model.fit`.
-        `train`/`validation`: `(x, y)` arrays, batched `tf.data` datasets, or `Splits`;
-        `augment`: the augmentation preset `train` was made with (`data.load(augment=)`).
-
-        ```python
-        model, plan = recipes.small_similar("resnet50", num_classes=5)
-        plan.compile(model)
-        history = plan.fit(model, (x, y), (x_val, y_val))
-        ```
-        """
-        from zoo_transfer.cached import cached_head_applies, fit_cached_head
-
-        every = [*self.callbacks(), *callbacks]
-        epochs = fit_kwargs.pop("epochs", self.epochs)
-        if self.cached_head and cached_head_applies(model, train, augment=augment)[0]:
-            return fit_cached_head(
-                model, train, validation, epochs=epochs, callbacks=every, **fit_kwargs
-            )
-        if isinstance(train, tuple):
-            x, y = train
-            fit_kwargs.setdefault("batch_size", self.batch_size)
-        else:
-            x, y = train, None
-        return model.fit(
-            x, y, validation_data=validation, epochs=epochs, callbacks=every, **fit_kwargs
-        )
 
     def callbacks(self) -> list[Any]:
         import keras
@@ -163,7 +126,7 @@ def small_similar(name: str, num_classes: int, **build_kwargs: Any) -> tuple[Any
         learning_rate=1e-3,
         epochs=10,
         notes="Only the head trains; the backbone's features are kept as they are, so "
-        "plan.fit computes them once and trains the head on them.",
+        "fit_transfer(..., plan=plan) computes them once and trains the head on them.",
         cached_head=True,
     )
 

@@ -35,7 +35,7 @@ MODEL_PATH = (
     "recipes/__init__.py",
     "recipes/_build.py",
     "recipes/_keras_apps.py",
-    "recipes/_stages.py",
+    "recipes/stages.py",
     "recipes/_weights.py",
     "recipes/digitnet.py",
     "recipes/_situations.py",

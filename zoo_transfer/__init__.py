@@ -34,6 +34,8 @@ _LAZY = {
     "transfer_optimizer": "zoo_transfer.optimizers",
     "ProgressiveResizing": "zoo_transfer.callbacks",
     "fine_tune": "zoo_transfer.training",
+    "fit_transfer": "zoo_transfer.training",
+    "fit_linear_head": "zoo_transfer.linear_head",
     "lr_find": "zoo_transfer.training",
     "build": "zoo_transfer.recipes",
     "feature_extractor": "zoo_transfer.recipes",
@@ -44,8 +46,8 @@ _LAZY = {
 # Public submodules, reachable as attributes (`zoo_transfer.data.load(...)`) and imported
 # on first access, like the names above.
 _SUBMODULES = (
-    "backup", "cached", "callbacks", "data", "demo", "folders", "job", "optimizers", "predict",
-    "recipes", "registry", "report", "saving", "training",
+    "backup", "cached", "callbacks", "data", "demo", "folders", "job", "linear_head",
+    "optimizers", "predict", "recipes", "registry", "report", "saving", "training",
 )  # fmt: skip
 
 
@@ -79,6 +81,8 @@ __all__ = [
     "build",
     "feature_extractor",
     "fine_tune",
+    "fit_linear_head",
+    "fit_transfer",
     "get_card",
     "list_models",
     "load_teachable_machine",

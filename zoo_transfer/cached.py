@@ -236,10 +236,8 @@ def cached_head_applies(
             "the features, between epochs"
         )
     if unfreeze:
-        first = min(unfreeze)
-        return False, (
-            f"the unfreeze schedule {dict(unfreeze)} trains the backbone from epoch {first}"
-        )
+        stages = ", ".join(str(v) for v in dict(unfreeze).values())
+        return False, f"an unfreeze schedule trains the backbone during the run ({stages})"
     try:
         trunk, head = split_head(model)
     except BuildArgumentError as exc:
@@ -443,6 +441,24 @@ def _compute_features(
         if first is None:
             first = (np.asarray(images[:1]), labels[-1][:1])
     return writer.finish(), np.concatenate(labels), first
+
+
+def backbone_features(
+    trunk: Any, data: Any, *, batch_size: int | None = None, split: str = "train"
+) -> tuple[np.ndarray, np.ndarray]:
+    """The `trunk`'s features and the labels of every image in `data`, in memory.
+
+    Args:
+        trunk: the trunk of `split_head(model)`.
+        data: the kinds `fit_cached_head` takes; of a `Splits`, the `split` side
+            (`"train"` or `"val"`). Every image once, in order, without augmentation.
+        batch_size: images per forward pass (default: that of `data`, else 32).
+    """
+    if _is_splits(data):
+        data = data.train_images if split == "train" else data.val_images
+    step = int(batch_size or _guess_batch_size(data))
+    features, labels, _ = _compute_features(trunk, data, split, _Spill("memory", None), step)
+    return np.asarray(features), labels
 
 
 def _build_for_training(model: Any, first: tuple[np.ndarray, np.ndarray]) -> None:

@@ -432,6 +432,7 @@ class Splits:
         label_mode: `"int"` (class indices) or `"categorical"` (one-hot, when the
             augmentation mixes labels).
         source: what was read, in words.
+        augment: the augmentation preset of the training split (`load(augment=)`).
 
     ```python
     splits = load("flowers/", image_size=160, validation_split=0.2)
@@ -449,6 +450,7 @@ class Splits:
     num_val: int = 0
     label_mode: str = "int"
     source: str = ""
+    augment: str = "none"
 
     def __iter__(self) -> Iterator[Any]:
         yield self.train
@@ -635,6 +637,7 @@ def load(
         num_val=0 if val is None else val.count,
         label_mode=label_mode,
         source=train.description,
+        augment=augment,
     )
 
 

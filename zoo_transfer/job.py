@@ -743,42 +743,21 @@ def _run(
         callbacks.append(_drop_earlier_run_callback(out))
     if config.strategy == "multiworker":
         _multiworker_fixes(model, strategy, next(iter(splits.train)))
-    from zoo_transfer.cached import cached_head_applies, fit_cached_head
+    from zoo_transfer.training import fit_transfer
 
-    cached, why = cached_head_applies(
-        model,
-        splits,
-        augment=config.augment,
-        progressive=config.progressive if len(set(sizes)) > 1 else None,
-        unfreeze=config.unfreeze,
-    )
-    cached = cached and config.cache_features
-    if verbose:
-        reason = "on" if cached else ("off (--no-cache-features)" if not config.cache_features
-                                      else f"off: {why}")  # fmt: skip
-        print(f"cached backbone features: {reason}")
-    try:
-        if cached:  # the frozen forward pass runs once, not every epoch
-            fit_cached_head(
-                model,
-                splits,
-                epochs=config.epochs,
-                initial_epoch=initial_epoch,
-                callbacks=callbacks,
-                verbose=verbose,
-                cache_dir=work / "features",
-                seed=config.seed,
-            )
-        else:
-            model.fit(
-                splits.train,
-                validation_data=splits.val,
-                epochs=config.epochs,
-                initial_epoch=initial_epoch,
-                callbacks=callbacks,
-                verbose=verbose,
-                shuffle=False,  # the pipeline shuffles: epoch e's order comes from (seed, e)
-            )
+    try:  # on cached backbone features when exact: the frozen forward pass runs once
+        cached = fit_transfer(
+            model,
+            splits,
+            epochs=config.epochs,
+            initial_epoch=initial_epoch,
+            callbacks=callbacks,
+            cache="auto" if config.cache_features else "never",
+            verbose=verbose,
+            cache_dir=work / "features",
+            seed=config.seed,
+            shuffle=False,  # the pipeline shuffles: epoch e's order comes from (seed, e)
+        ).cached
     except KeyboardInterrupt:
         hint = command or f"zoo-transfer train {config.model} --data {config.data}"
         hint = hint if "--resume" in hint else f"{hint} --resume"

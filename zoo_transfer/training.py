@@ -1,4 +1,10 @@
-"""`fine_tune` (fastai's recipe in one call) and `lr_find` (the learning-rate range test)."""
+"""Training a model from `build`: `fit_transfer` (the one place that decides between
+cached backbone features and a plain `fit`), `fine_tune` (fastai's recipe in one call)
+and `lr_find` (the learning-rate range test).
+
+The job (`zoo-transfer train`), the recipes' plans (`fit_transfer(..., plan=plan)`) and
+`fine_tune` all train through `fit_transfer`.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +14,133 @@ from typing import Any
 import keras
 import numpy as np
 
-from zoo_transfer.callbacks import GradualUnfreezing
-from zoo_transfer.errors import BuildArgumentError
+from zoo_transfer.callbacks import GradualUnfreezing, ProgressiveResizing
+from zoo_transfer.errors import ArgumentError, BuildArgumentError
 from zoo_transfer.optimizers import transfer_optimizer
+
+CACHE_CHOICES = ("auto", "never", "always")
+
+
+def fit_transfer(
+    model: Any,
+    train: Any,
+    validation: Any = None,
+    *,
+    epochs: int | None = None,
+    callbacks: Any = (),
+    plan: Any = None,
+    cache: str = "auto",
+    augment: str | None = None,
+    initial_epoch: int = 0,
+    verbose: int = 1,
+    seed: int = 0,
+    cache_dir: Any = None,
+    batch_size: int | None = None,
+    **fit_kwargs: Any,
+) -> Any:
+    """Train a compiled model from `build`: on cached backbone features when that gives
+    exactly what `fit` would, else with `model.fit`.
+
+    Cached features (`zoo_transfer.cached`) run the frozen backbone once and train the
+    head on its outputs: the same model, many times faster per epoch. They are exact only
+    when nothing before the head changes or is random: the backbone stays frozen (no
+    `GradualUnfreezing` among `callbacks`), one image size (no `ProgressiveResizing`),
+    no augmentation, one replica, finite data. This function is the one place that
+    decides.
+
+    Args:
+        model: a compiled model from `zoo_transfer.build`.
+        train: a `zoo_transfer.data.Splits` (its validation split is used unless
+            `validation` is given), an `(x, y)` pair of arrays, or a batched
+            `tf.data.Dataset` of `(images, labels)`.
+        validation: the same kinds, or `None`.
+        epochs: total epochs, as in `fit` (default: `plan.epochs`).
+        callbacks: Keras callbacks; they see `model` either way.
+        plan: a recipe's `Plan`: its epochs, batch size, callbacks (early stopping) and
+            whether it wants cached features at all (`plan.cached_head`).
+        cache: `"auto"` (cached features exactly when they apply), `"never"`, or
+            `"always"` (an `ArgumentError` saying why when they do not apply).
+        augment: the augmentation preset of `train` when it cannot say so itself
+            (arrays, datasets); a `Splits` knows its own.
+        initial_epoch: the epoch to start at (a resumed run).
+        verbose: Keras' progress output; 1 and 2 also print the cache decision (unless
+            `cache="never"`).
+        seed: the per-epoch shuffle of cached features.
+        cache_dir: where cached features may spill to disk (default: a temporary folder).
+        batch_size: for `(x, y)` arrays and cached features (default: the plan's, or 32).
+        **fit_kwargs: passed on to `model.fit` (e.g. `shuffle=False`).
+
+    Returns:
+        Keras' `History`, with `cached` (bool) and `cache_reason` (why not, or `""`).
+
+    ```python
+    model, plan = zoo_transfer.recipes.small_similar("resnet50", num_classes=5)
+    plan.compile(model)
+    history = fit_transfer(model, (x, y), (x_val, y_val), plan=plan)
+    history.cached  # True: frozen backbone, no augmentation
+    ```
+    """
+    from zoo_transfer.cached import cached_head_applies, fit_cached_head
+
+    if cache not in CACHE_CHOICES:
+        raise ArgumentError(
+            f"Expected cache to be one of {', '.join(CACHE_CHOICES)}. Received: cache={cache!r}"
+        )
+    callbacks = list(callbacks)
+    if plan is not None:
+        epochs = plan.epochs if epochs is None else epochs
+        callbacks = [*plan.callbacks(), *callbacks]
+        batch_size = batch_size or plan.batch_size
+        if cache == "auto" and not plan.cached_head:
+            cache = "never"
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ArgumentError(f"Expected epochs as an int >= 1. Received: epochs={epochs!r}")
+    if augment is None:
+        augment = getattr(train, "augment", "none")
+    unfreeze: dict[int, Any] = {}
+    sizes: list[int] | None = None
+    for callback in callbacks:
+        if isinstance(callback, GradualUnfreezing):
+            unfreeze.update(callback.schedule)
+        if isinstance(callback, ProgressiveResizing):
+            sizes = list(callback.schedule.values())
+    if cache == "never":
+        use, why = False, "cache='never'"
+    else:
+        use, why = cached_head_applies(
+            model, train, augment=augment, progressive=sizes, unfreeze=unfreeze
+        )
+        if cache == "always" and not use:
+            raise ArgumentError(
+                f"cache='always', but cached features would not train this model as fit "
+                f"does: {why}. Pass cache='auto' to fall back to fit."
+            )
+    if verbose and cache != "never":
+        print(f"cached backbone features: {'on' if use else f'off: {why}'}")
+    if use:
+        history = fit_cached_head(
+            model, train, validation, epochs=epochs, initial_epoch=initial_epoch,
+            callbacks=callbacks, verbose=verbose, seed=seed, cache_dir=cache_dir,
+            batch_size=batch_size,
+        )  # fmt: skip
+    else:
+        x, y = train, None
+        if isinstance(train, tuple):
+            x, y = train
+            fit_kwargs.setdefault("batch_size", batch_size or 32)
+        elif hasattr(train, "train_images") and hasattr(train, "train"):  # Splits
+            x = train.train
+            validation = train.val if validation is None else validation
+        if isinstance(validation, tuple):
+            validation = tuple(validation)
+        elif hasattr(validation, "val_images") and hasattr(validation, "val"):
+            validation = validation.val
+        history = model.fit(
+            x, y, validation_data=validation, epochs=epochs, initial_epoch=initial_epoch,
+            callbacks=callbacks, verbose=verbose, **fit_kwargs,
+        )  # fmt: skip
+    history.cached, history.cache_reason = use, why
+    return history
 
 
 def fine_tune(
@@ -53,12 +183,16 @@ def fine_tune(
         unfreeze = next(s for s in card.stage_names if s in present)
     opt = transfer_optimizer(model, optimizer, learning_rate=base_lr, lr_mult=lr_mult)
     model.compile(opt, loss, metrics=list(metrics))
-    schedule = GradualUnfreezing({freeze_epochs: unfreeze}, verbose=fit_kwargs.get("verbose", 1))
-    return model.fit(
+    verbose = fit_kwargs.pop("verbose", 1)
+    schedule = GradualUnfreezing({freeze_epochs: unfreeze}, verbose=verbose)
+    return fit_transfer(
+        model,
         train,
-        validation_data=validation,
+        validation,
         epochs=freeze_epochs + epochs,
         callbacks=[schedule, *callbacks],
+        verbose=verbose,
+        cache="never",  # the backbone unfreezes during the run: never exact
         **fit_kwargs,
     )
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from user_shell import shell
 
-TRAIN = ["train", "digitnet", "--batch-size", "8", "--quiet", "--epochs", "2"]
+TRAIN = ["train", "digitnet", "--batch-size", "8", "--quiet", "--epochs", "1"]
 
 
 @pytest.fixture
@@ -75,7 +75,7 @@ def test_a_full_disk_is_one_clear_error_and_the_earlier_run_stays_whole(small_di
     assert _digests(out) == before  # the earlier run is back, byte for byte
 
     more = shell(
-        *TRAIN, "--data", str(data), "--out", str(out), "--resume", "--epochs", "3", check=False
+        *TRAIN, "--data", str(data), "--out", str(out), "--resume", "--epochs", "2", check=False
     )
     assert more.returncode == 2 and "the disk is full" in more.stderr
     assert "--resume" in more.stderr  # what to do once there is room
@@ -86,7 +86,7 @@ def test_a_full_disk_is_one_clear_error_and_the_earlier_run_stays_whole(small_di
     }  # the backups it would resume from are untouched
 
     (mount / "filler").unlink()  # room again: the same command goes on
-    shell(*TRAIN, "--data", str(data), "--out", str(out), "--resume", "--epochs", "3")
+    shell(*TRAIN, "--data", str(data), "--out", str(out), "--resume", "--epochs", "2")
 
 
 def test_a_read_only_folder_is_one_clear_error(small_disk, data):
@@ -95,7 +95,7 @@ def test_a_read_only_folder_is_one_clear_error(small_disk, data):
     shell(*TRAIN, "--data", str(data), "--out", str(out))
     before = _digests(out)
     remount("ro")
-    for extra in (["--resume", "--epochs", "3"], ["--overwrite"]):
+    for extra in (["--resume", "--epochs", "2"], ["--overwrite"]):
         proc = shell(*TRAIN, "--data", str(data), "--out", str(out), *extra, check=False)
         assert proc.returncode == 2, proc.stderr
         assert f"Cannot write in {out}" in proc.stderr and "read-only" in proc.stderr

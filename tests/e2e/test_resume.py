@@ -1,7 +1,10 @@
-"""A run killed (SIGKILL) or stopped (Ctrl-C) at any moment, then resumed, equals one that
-never stopped: same per-epoch losses with shuffling and augmentation on.
+"""A run stopped at any moment (Ctrl-C, or SIGKILL while a backup is written or mid-epoch),
+then resumed, equals one that never stopped: the same per-epoch losses, with shuffling,
+augmentation, progressive resizing and an unfreeze schedule on.
 
-Each run is the installed console script in its own process, as a user runs it.
+Each run is the installed console script in its own process, as a user runs it. One run
+is stopped and resumed four times in a row, so every way of stopping is checked against
+the same uninterrupted run.
 """
 
 from __future__ import annotations
@@ -16,10 +19,10 @@ from pathlib import Path
 import pytest
 from user_shell import shell, zoo_transfer_script
 
-EPOCHS = 5
+EPOCHS = 6
 TRAIN = [
     "train", "digitnet", "--batch-size", "8", "--quiet", "--epochs", str(EPOCHS),
-    "--augment", "light", "--unfreeze", "3:stage3", "--seed", "7",
+    "--augment", "light", "--progressive", "32,40", "--unfreeze", "5:stage3", "--seed", "7",
 ]  # fmt: skip
 
 
@@ -30,10 +33,10 @@ def _history(out: Path) -> list[dict]:
         return []
 
 
-def _start(data: Path, out: Path) -> subprocess.Popen:
+def _start(data: Path, out: Path, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     return subprocess.Popen(
-        [zoo_transfer_script(), *TRAIN, "--data", str(data), "--out", str(out)],
+        [zoo_transfer_script(), *TRAIN, "--data", str(data), "--out", str(out), *extra],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
 
@@ -49,81 +52,72 @@ def _wait_for(condition, proc: subprocess.Popen, timeout: float = 240) -> None:
         time.sleep(0.005)
 
 
-@pytest.fixture(scope="module")
-def uninterrupted(make_folder, tmp_path_factory):
-    root = tmp_path_factory.mktemp("resume")
-    data = make_folder(root / "data", per_class=24, classes=3)
-    out = root / "whole"
-    shell(*TRAIN, "--data", str(data), "--out", str(out))
-    return data, _history(out)
-
-
-def _assert_same_epochs(resumed: list[dict], whole: list[dict]) -> None:
-    assert [r["epoch"] for r in resumed] == [r["epoch"] for r in whole]
-    for a, b in zip(resumed, whole, strict=True):
-        for key in ("loss", "val_loss", "accuracy", "trainable_params"):
-            assert a[key] == pytest.approx(b[key], abs=1e-4), (a["epoch"], key)
-
-
-@pytest.mark.parametrize(
-    "moment",
-    ["while_saving_epoch_2", "mid_epoch_3"],
-)
-def test_kill_9_then_resume_equals_an_uninterrupted_run(uninterrupted, tmp_path, moment):
-    data, whole = uninterrupted
-    out = tmp_path / "run"
-    proc = _start(data, out)
-    if moment == "while_saving_epoch_2":  # history.json is written just before the backup
-        _wait_for(lambda: len(_history(out)) >= 2, proc)
-    else:
-        _wait_for(lambda: (out / "backup" / "epoch-0002").is_dir(), proc)
-        time.sleep(0.2)  # into epoch 3
-    assert proc.poll() is None
+def _kill(proc: subprocess.Popen) -> None:
+    assert proc.poll() is None, "the run had already ended"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert len(_history(out)) < EPOCHS
-    resumed = shell(*TRAIN, "--data", str(data), "--out", str(out), "--resume")
-    assert "Traceback" not in resumed.stderr
-    _assert_same_epochs(_history(out), whole)
-    assert not list((out / "backup").glob(".*partial"))  # the cut backup was cleared away
 
 
-def test_ctrl_c_then_resume_equals_an_uninterrupted_run(uninterrupted, tmp_path):
-    data, whole = uninterrupted
+def _backup(out: Path, epoch: int) -> Path:
+    return out / "backup" / f"epoch-{epoch:04d}"
+
+
+@pytest.fixture(scope="module")
+def data(make_folder, tmp_path_factory):
+    return make_folder(tmp_path_factory.mktemp("resume") / "data", per_class=24, classes=3)
+
+
+def test_stopped_four_ways_and_resumed_it_equals_an_uninterrupted_run(data, tmp_path):
+    whole = tmp_path / "whole"
+    shell(*TRAIN, "--data", str(data), "--out", str(whole))
     out = tmp_path / "run"
+
+    # 1. Ctrl-C during epoch 2: interrupted.keras, the resume command, exit status 130
     proc = _start(data, out)
-    _wait_for(lambda: (out / "backup" / "epoch-0001").is_dir(), proc)
+    _wait_for(lambda: _backup(out, 1).is_dir(), proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-2000:]
     assert "--resume" in err and "Traceback" not in err and "Error" not in err
     assert (out / "interrupted.keras").exists()
-    shell(*TRAIN, "--data", str(data), "--out", str(out), "--resume")
-    _assert_same_epochs(_history(out), whole)
-    assert not (out / "interrupted.keras").exists()
 
+    # 2. kill -9 while the epoch-3 backup is being written (history.json comes just before)
+    proc = _start(data, out, "--resume")
+    _wait_for(lambda: len(_history(out)) >= 3, proc)
+    _kill(proc)
 
-def test_a_truncated_backup_is_named_and_the_run_resumes_from_the_one_before(
-    uninterrupted, tmp_path
-):
-    data, whole = uninterrupted
-    out = tmp_path / "run"
-    proc = _start(data, out)
-    _wait_for(lambda: (out / "backup" / "epoch-0003").is_dir(), proc)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    # 3. kill -9 in the middle of epoch 5
+    proc = _start(data, out, "--resume")
+    _wait_for(lambda: _backup(out, 4).is_dir(), proc)
+    time.sleep(0.2)
+    _kill(proc)
+    assert len(_history(out)) < EPOCHS
+
+    # 4. the newest backup cut short, as a full disk would leave it: named, the one
+    #    before is used, and the epochs after it are trained again
     newest = max((out / "backup").glob("epoch-*"))
     weights = newest / "model.weights.h5"
-    weights.write_bytes(weights.read_bytes()[:4096])  # as a full disk would leave it
+    weights.write_bytes(weights.read_bytes()[:4096])
     resumed = shell(*TRAIN, "--data", str(data), "--out", str(out), "--resume")
     assert newest.name in resumed.stderr and "could not be read" in resumed.stderr
     assert "Traceback" not in resumed.stderr
-    _assert_same_epochs(_history(out), whole)
 
-    for backup in (out / "backup").glob("epoch-*"):  # now every backup is cut short
+    got, want = _history(out), _history(whole)
+    assert [r["epoch"] for r in got] == [r["epoch"] for r in want] == list(range(1, EPOCHS + 1))
+    for a, b in zip(got, want, strict=True):
+        for key in ("loss", "val_loss", "accuracy", "trainable_params", "image_size"):
+            assert a[key] == pytest.approx(b[key], abs=1e-4), (a["epoch"], key)
+    assert [r["image_size"] for r in got] == [32, 32, 32, 40, 40, 40]
+    params = [r["trainable_params"] for r in got]
+    assert params[3] == params[0] < params[4]  # stage3 trains from epoch 5
+    assert not list((out / "backup").glob(".*partial"))  # cut backups are cleared away
+    assert (out / "final.keras").is_file() and not (out / "interrupted.keras").exists()
+
+    # every backup cut short: nothing to resume from, said clearly
+    for backup in (out / "backup").glob("epoch-*"):
         (backup / "model.weights.h5").write_bytes(b"\x89HDF")
     failed = shell(
-        *TRAIN, "--data", str(data), "--out", str(out), "--resume", "--epochs", "6", check=False
+        *TRAIN, "--data", str(data), "--out", str(out), "--resume", "--epochs", "7", check=False
     )
     assert failed.returncode == 2 and "Traceback" not in failed.stderr
     assert "Cannot resume" in failed.stderr and "--overwrite" in failed.stderr

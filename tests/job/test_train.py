@@ -6,13 +6,7 @@ All runs use the embedded `digitnet` card (offline weights, 32 px) on a digits f
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -204,65 +198,9 @@ def test_cached_features_are_used_exactly_when_they_apply(digit_folder, tmp_path
     assert (out / "final.keras").is_file()
 
 
-# ----------------------------------------------------------------- signals and resume
-def _spawn(args: list[str]) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "zoo_transfer", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-
-
-def _records(out: Path) -> list[dict]:
-    try:
-        return json.loads((out / "history.json").read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return []
-
-
-def _stop_when(proc: subprocess.Popen, out: Path, done: int, sig: int) -> tuple[int, str]:
-    """Send `sig` once `done` epochs are in history.json; return (epochs done, stderr)."""
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and proc.poll() is None:
-        if len(_records(out)) >= done:
-            proc.send_signal(sig)
-            break
-        time.sleep(0.02)
-    _, err = proc.communicate(timeout=120)
-    return len(_records(out)), err
-
-
-def test_ctrl_c_then_kill_9_then_resume_finishes_the_same_schedule(digit_folder, tmp_path):
-    out = tmp_path / "run"
-    args = [*TRAIN, "--data", str(digit_folder), "--epochs", "5", "--progressive", "32,40",
-            "--unfreeze", "4:stage3", "--out", str(out)]  # fmt: skip
-
-    first = _spawn(args)
-    done, err = _stop_when(first, out, 1, signal.SIGINT)  # Ctrl-C during epoch 2
-    assert first.returncode == 130, err
-    assert 1 <= done < 5
-    assert "Continue with:" in err and "--resume" in err
-    assert (out / "interrupted.keras").is_file()
-
-    second = _spawn([*args, "--resume"])
-    done, _ = _stop_when(second, out, 2, signal.SIGKILL)  # kill -9 during epoch 3 of 5
-    assert second.returncode == -signal.SIGKILL
-    assert 2 <= done < 5
-    kept = _records(out)
-
-    third = _spawn([*args, "--resume"])
-    _, err = third.communicate(timeout=600)
-    assert third.returncode == 0, err
-    history = _records(out)
-    assert [r["epoch"] for r in history] == [1, 2, 3, 4, 5]
-    assert history[: len(kept)] == kept  # finished epochs were not run again
-    assert [r["image_size"] for r in history] == [32, 32, 40, 40, 40]
-    params = [r["trainable_params"] for r in history]
-    assert params[0] == params[1] == params[2] < params[3] == params[4]
-    assert (out / "final.keras").is_file() and not (out / "interrupted.keras").exists()
+# Signals and resume (Ctrl-C, kill -9 while saving and mid-epoch, a cut backup, with a
+# progressive schedule and an unfreeze) are tested through the console script in
+# tests/e2e/test_resume.py.
 
 
 def test_mixed_precision_run_unfreezes_and_leaves_the_global_policy_alone(digit_folder, tmp_path):

@@ -106,21 +106,22 @@ def test_small_similar_on_fashion_mnist_with_real_weights(fresh_keras, shared_da
 def test_small_similar_plan_trains_the_head_on_cached_features(fresh_keras):
     """The small+similar plan takes the cached path when it is exact, and only then."""
     from zoo_transfer.recipes.digitnet import demo_digits
+    from zoo_transfer.training import fit_transfer
 
     x, y, x_val, y_val, _ = demo_digits(seed=0, train_per_class=8)
     fresh_keras.utils.set_random_seed(0)
     model, plan = recipes.small_similar("digitnet", 5)
     plan.compile(model)
     backbone = [w.numpy() for w in model.get_layer("digitnet").weights]
-    history = plan.fit(model, (x, y), (x_val, y_val), epochs=2, verbose=0)
+    history = fit_transfer(model, (x, y), (x_val, y_val), plan=plan, epochs=2, verbose=0)
     assert getattr(history, "cached", False)
     for before, after in zip(backbone, model.get_layer("digitnet").weights, strict=True):
         np.testing.assert_array_equal(before, after.numpy())  # the backbone never moved
     assert len(history.history["val_accuracy"]) == 2
 
-    light = plan.fit(model, (x, y), epochs=1, augment="light", verbose=0)
+    light = fit_transfer(model, (x, y), plan=plan, epochs=1, augment="light", verbose=0)
     assert not getattr(light, "cached", False)  # augmentation: the plain fit
 
     model, plan = recipes.large_similar("digitnet", 5)
     plan.compile(model)
-    assert not getattr(plan.fit(model, (x, y), epochs=1, verbose=0), "cached", False)
+    assert not fit_transfer(model, (x, y), plan=plan, epochs=1, verbose=0).cached
