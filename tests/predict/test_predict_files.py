@@ -67,6 +67,7 @@ def test_predict_files_reports_a_bad_file_when_asked_and_keeps_the_order(
     assert [p.top[0][0] if p.top else None for p in preds] == ["red", None, "blue"]
     assert "bad.jpg" in preds[1].error and preds[1].to_dict()["error"] == preds[1].error
     assert "error" not in preds[0].to_dict()
+    assert "  not predicted: " in predictions_table(preds)
     with pytest.raises(BuildArgumentError, match="'raise' or 'report'"):
         predict_files(model, paths, errors="skip", **kw)
 
