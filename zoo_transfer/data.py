@@ -600,7 +600,8 @@ def load(
         shown = ", ".join(skipped[:5]) + (", ..." if len(skipped) > 5 else "")
         warnings.warn(
             f"Skipped {len(skipped)} file(s) that could not be decoded as images "
-            f"(corrupt, truncated or not an image): {shown}. They are listed in "
+            f"(corrupt, truncated, not an image, or a format TensorFlow does not read "
+            f"such as TIFF: convert those to PNG or JPEG): {shown}. They are listed in "
             "`Splits.skipped`; delete or replace them to silence this warning.",
             DataWarning,
             stacklevel=2,
@@ -775,15 +776,22 @@ def _read_folder(root: Path, storage: int, cache: bool, drop_empty: bool = False
             "learning needs at least 2 classes. Add one subfolder per class."
         )
     if not paths:
+        other = listing.unsupported
+        found = (
+            f" It holds {len(other)} image(s) in a format TensorFlow does not read (e.g. "
+            f"{os.path.basename(other[0])!r}): convert them to PNG or JPEG."
+            if other
+            else ""
+        )
         raise DataError(
             f"{description} has class folders {class_names} but no image files in "
-            f"them. Expected files ending in {', '.join(IMAGE_EXTENSIONS)}."
+            f"them. Expected files ending in {', '.join(IMAGE_EXTENSIONS)}.{found}"
         )
     labels_np = np.asarray(labels, dtype="int64")
     side = storage if cache and _fits_in_memory(len(paths), storage, description) else None
     ok, store = _first_pass(paths, side)
     keys = np.flatnonzero(ok)
-    skipped = [paths[i] for i in np.flatnonzero(~ok)]
+    skipped = [paths[i] for i in np.flatnonzero(~ok)] + listing.unsupported
     if len(keys):  # with none readable at all, `_read` names the failed files instead
         class_names, labels_np = _no_empty_class(
             class_names, labels_np, labels_np[keys], description, drop_empty

@@ -10,8 +10,11 @@ this module, so a class index means the same thing in all of them:
   resource forks) are skipped too;
 - classes are the sorted subfolder names;
 - an image is a file ending in one of `IMAGE_EXTENSIONS` (any case), at any depth
-  below its class folder. Other files are ignored; files that end so but do not decode
-  are skipped and counted by the readers.
+  below its class folder; files that end so but do not decode are skipped and counted
+  by the readers. Images in a format TensorFlow cannot decode
+  (`UNSUPPORTED_IMAGE_EXTENSIONS`: TIFF, HEIC, AVIF, JPEG 2000) are never samples
+  either, but they are listed (`FolderListing.unsupported`), so the readers count
+  them as skipped instead of ignoring them in silence. Other files are ignored.
 
 ```python
 from zoo_transfer.folders import list_image_folder
@@ -24,11 +27,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 #: The extensions TensorFlow's and Pillow's decoders both read.
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".webp")
+#: Image formats TensorFlow does not decode: skipped and counted, never samples.
+UNSUPPORTED_IMAGE_EXTENSIONS = (".tif", ".tiff", ".heic", ".heif", ".avif", ".jp2")
 
 
 def is_hidden(name: str) -> bool:
@@ -48,11 +53,20 @@ def class_folders(root: str | os.PathLike) -> list[str]:
 
 def images_under(folder: str | os.PathLike) -> list[str]:
     """Every image file below `folder`, at any depth, sorted; hidden folders are not entered."""
-    found = []
+    return _walk(folder)[0]
+
+
+def _walk(folder: str | os.PathLike) -> tuple[list[str], list[str]]:
+    """(images, images in an unsupported format) below `folder`, sorted."""
+    found, unsupported = [], []
     for directory, subdirs, files in os.walk(folder):
         subdirs[:] = sorted(d for d in subdirs if not is_hidden(d))
-        found += [os.path.join(directory, f) for f in sorted(files) if is_image_name(f)]
-    return found
+        for f in sorted(files):
+            if is_image_name(f):
+                found.append(os.path.join(directory, f))
+            elif not is_hidden(f) and f.lower().endswith(UNSUPPORTED_IMAGE_EXTENSIONS):
+                unsupported.append(os.path.join(directory, f))
+    return found, unsupported
 
 
 @dataclass
@@ -63,6 +77,7 @@ class FolderListing:
     labels: list[int]  # indices into class_names; -1 for a folder not among them
     class_names: list[str]
     folders: list[str]  # the class folders found (== class_names unless these were given)
+    unsupported: list[str] = field(default_factory=list)  # TIFF etc.: never samples
 
 
 def list_image_folder(
@@ -83,8 +98,10 @@ def list_image_folder(
         index.setdefault(name, i)
     paths: list[str] = []
     labels: list[int] = []
+    unsupported: list[str] = []
     for name in folders:
-        files = images_under(Path(root) / name)
+        files, other = _walk(Path(root) / name)
         paths += files
         labels += [index.get(name, -1)] * len(files)
-    return FolderListing(paths, labels, names, folders)
+        unsupported += other
+    return FolderListing(paths, labels, names, folders, unsupported)

@@ -503,6 +503,7 @@ class ImageFolder:
     paths: list[Path]
     labels: np.ndarray
     class_names: list[str]
+    unsupported: list[str] = field(default_factory=list)  # TIFF etc.: skipped, counted
 
 
 def image_folder(root: str | os.PathLike, class_names: Sequence[str] | None = None) -> ImageFolder:
@@ -556,7 +557,9 @@ def image_folder(root: str | os.PathLike, class_names: Sequence[str] | None = No
             f"No images under {str(base)!r}. Expected files ending in "
             f"{', '.join(IMAGE_EXTENSIONS)} inside its class subfolders {folders}."
         )
-    return ImageFolder(base, paths, np.asarray(labels, dtype="int64"), names)
+    return ImageFolder(
+        base, paths, np.asarray(labels, dtype="int64"), names, list(listing.unsupported)
+    )
 
 
 # ------------------------------------------------------------------ evaluate
@@ -748,6 +751,7 @@ def evaluate(
             data = image_folder(data.root, names)
         size = image_size or _model_image_size(model)
         readable, skipped = _readable(data, size)
+        skipped += data.unsupported
         for start in range(0, len(readable), batch_size):
             chunk = readable[start : start + batch_size]
             probs.append(_predict_probs(model, np.stack([image for _, _, image in chunk])))

@@ -68,3 +68,39 @@ def test_an_explicit_flag_drops_the_empty_class_with_a_warning(messy):
     assert splits.class_names == ["5", "6", "7"]
     labels = np.concatenate([y.numpy() for _, y in splits.train_images.dataset()])
     assert np.bincount(labels).tolist() == [6, 6, 7]  # 7's images keep label 2, not 3
+
+
+def test_tiff_files_are_skipped_and_counted_by_every_reader(messy, tmp_path, fresh_keras):
+    """TensorFlow does not decode TIFF: such files are never samples, but they are reported,
+    by training and by evaluate alike, instead of vanishing in silence."""
+    import warnings
+
+    from PIL import Image
+
+    import zoo_transfer
+    from zoo_transfer import data
+    from zoo_transfer.errors import DataWarning
+    from zoo_transfer.predict import evaluate, image_folder
+
+    Image.open(messy / "5" / "000.png").save(messy / "5" / "scan.tif")
+    Image.open(messy / "6" / "000.png").save(messy / "6" / "scan.TIFF")
+    listing = list_image_folder(messy)
+    assert sorted(p.rsplit("/", 1)[1] for p in listing.unsupported) == ["scan.TIFF", "scan.tif"]
+    assert not any(p.lower().endswith((".tif", ".tiff")) for p in listing.paths)
+    with pytest.warns(DataWarning, match=r"Skipped 2 file.*TIFF.*scan"):
+        splits = data.load(str(messy), image_size=32, validation_split=None, augment="none")
+    assert splits.num_train == 19 and len(splits.skipped) == 2
+
+    model = zoo_transfer.build("digitnet", 3)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = evaluate(model, image_folder(messy), ["5", "6", "7"], image_size=(32, 32))
+    assert result.num_samples == 19
+    assert any("Skipped 2" in str(w.message) and "scan.tif" in str(w.message) for w in caught)
+
+    only_tiff = tmp_path / "tiffs"
+    for name in ("a", "b"):
+        (only_tiff / name).mkdir(parents=True)
+        Image.open(messy / "5" / "000.png").save(only_tiff / name / "x.tiff")
+    with pytest.raises(DataError, match=r"format TensorFlow does not read.*'x.tiff'"):
+        data.load(str(only_tiff), image_size=32, validation_split=None)
