@@ -848,6 +848,22 @@ def _no_empty_class(
     return [n for n, k in zip(class_names, kept, strict=True) if k], renumber[labels]
 
 
+def read_image(path: str | os.PathLike, side: int) -> np.ndarray:
+    """One image file exactly as training stores it, as float32 `(side, side, 3)` RGB 0-255.
+
+    The same steps as the training and validation pipelines: decoded as RGB (a JPEG whose
+    shorter side is 2, 4 or 8 times `side` at that fraction of its size, by libjpeg),
+    resized bilinearly to `side` x `side`, rounded to whole grey levels. `predict` and
+    `evaluate` read files with it, so a model sees at inference what it saw in training.
+    Raises `tf.errors.InvalidArgumentError` for a file that does not decode.
+    """
+    import tensorflow as tf
+
+    image = _decode_file(tf.constant(os.fspath(path)), at_least=int(side))
+    resized = _to_uint8(_resize(tf.cast(image, tf.float32), int(side), "bilinear"))
+    return resized.numpy().astype("float32")
+
+
 def _first_pass(paths: list[str], side: int | None) -> tuple[np.ndarray, Any]:
     """Decode every file once in parallel: which ones are images, and (with `side`) the
     images resized to `side` x `side` as one uint8 tensor, in file order."""

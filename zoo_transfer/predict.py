@@ -306,8 +306,10 @@ def load_image(path: str | os.PathLike, image_size: tuple[int, int]) -> np.ndarr
     """One image file as a float32 `(H, W, 3)` RGB array, 0-255, resized to `image_size`.
 
     Grayscale is repeated to three channels, alpha is dropped, animations give their
-    first frame, 16-bit images are scaled to 0-255. Resizing is bilinear with
-    antialiasing, to exactly `image_size` (no crop).
+    first frame. For a square `image_size` the file is read exactly as training reads it
+    (`zoo_transfer.data.read_image`: a large JPEG decoded at a fraction of its size,
+    bilinear resize, whole grey levels), so inference sees what training saw; other sizes
+    are resized bilinearly to exactly `image_size` the same way (no crop).
 
     ```python
     load_image("rose.jpg", (224, 224)).shape   # (224, 224, 3)
@@ -315,21 +317,24 @@ def load_image(path: str | os.PathLike, image_size: tuple[int, int]) -> np.ndarr
     """
     import tensorflow as tf
 
+    from zoo_transfer.data import read_image
+
     p = Path(path)
     try:
         data = p.read_bytes()
     except OSError as exc:
         raise ImageFileError(f"Cannot read image {str(p)!r}: {exc.strerror or exc}.") from None
+    height, width = (int(s) for s in image_size)
     try:
+        if height == width:
+            return read_image(p, height)
         img = tf.io.decode_image(data, channels=3, expand_animations=False)
+        img = tf.image.resize(tf.cast(img, tf.float32), (height, width), method="bilinear")
+        return np.round(np.clip(img.numpy(), 0.0, 255.0)).astype("float32")
     except (tf.errors.InvalidArgumentError, ValueError):
         raise ImageFileError(
-            f"Cannot decode {str(p)!r} as an image. Expected a JPEG, PNG, BMP or GIF file."
+            f"Cannot decode {str(p)!r} as an image. Expected a JPEG, PNG, BMP, GIF or WebP file."
         ) from None
-    if img.dtype != tf.uint8:
-        img = tf.image.convert_image_dtype(img, tf.float32) * 255.0
-    img = tf.image.resize(img, image_size, method="bilinear", antialias=True)
-    return np.clip(img.numpy(), 0.0, 255.0).astype("float32")
 
 
 def _scores_to_probs(scores: np.ndarray) -> np.ndarray:
