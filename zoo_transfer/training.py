@@ -131,9 +131,7 @@ def fit_transfer(
         elif hasattr(train, "train_images") and hasattr(train, "train"):  # Splits
             x = train.train
             validation = train.val if validation is None else validation
-        if isinstance(validation, tuple):
-            validation = tuple(validation)
-        elif hasattr(validation, "val_images") and hasattr(validation, "val"):
+        if hasattr(validation, "val_images") and hasattr(validation, "val"):
             validation = validation.val
         history = model.fit(
             x, y, validation_data=validation, epochs=epochs, initial_epoch=initial_epoch,
