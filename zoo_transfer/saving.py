@@ -25,13 +25,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import gc
 import math
 import os
 import shutil
 import sys
 import tempfile
-import traceback
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -107,12 +105,13 @@ def ensure_room(folder: str | os.PathLike, model: Any, *, optimizer: bool = Fals
 @contextlib.contextmanager
 def failed_writes_closed(target: str | os.PathLike) -> Iterator[None]:
     """Around a write of `target`: an `OSError` comes out as `OSError(errno, text, target)`,
-    with what the failed write left open closed first.
+    without h5py's "Exception ignored" tracebacks printed while it fails.
 
-    When h5py cannot write (a full disk), its handles on the half-written file stay
-    open in the frames of the error's traceback, print "Exception ignored" tracebacks
-    as they are dropped, and left to the interpreter's exit can crash it. Here they are
-    dropped at once, and h5py's messages about them are not printed.
+    When h5py cannot write (a full disk), closing the half-written file fails too and h5py
+    reports that through `sys.unraisablehook`; those reports are dropped here, and the
+    error names `target` with the plain reason (e.g. "No space left on device"). HDF5 may
+    still report the file at interpreter exit: `ensure_room` refuses a full disk before
+    a write starts, so that only happens when the disk fills during the write.
     """
     hook = sys.unraisablehook
 
@@ -120,24 +119,14 @@ def failed_writes_closed(target: str | os.PathLike) -> Iterator[None]:
         if "h5py" not in repr(unraisable.object):
             hook(unraisable)
 
-    failed: list[int | None] = []
     sys.unraisablehook = quiet
     try:
         yield
     except OSError as err:
-        failed.append(err.errno)
-        seen: BaseException | None = err
-        while seen is not None:  # the whole chain: each error holds the frames it went through
-            traceback.clear_frames(seen.__traceback__)
-            seen.__traceback__ = None
-            seen = seen.__context__ or seen.__cause__
-        del err, seen
-        gc.collect()
+        code = err.errno
+        raise OSError(code, os.strerror(code) if code else "write failed", str(target)) from None
     finally:
         sys.unraisablehook = hook
-    if failed:  # raised outside the `except`, so it does not hold the old error either
-        code = failed[0]
-        raise OSError(code, os.strerror(code) if code else "write failed", str(target))
 
 
 def best_model_checkpoint(
