@@ -378,8 +378,15 @@ def assemble(
     include_preprocessing: bool = True,
     bn: str = "frozen",
     name: str | None = None,
+    head_stages: Sequence[str] = (),
 ) -> Any:
-    """Normalisation -> backbone (cut, frozen) -> `head_layers` (None: keep the top)."""
+    """Normalisation -> backbone (cut, frozen) -> `head_layers` (None: keep the top).
+
+    `head_stages`: stages before the cut whose features the head reads too: the
+    backbone then has one output per stage and the cut, each pooled by its own layer
+    (`head_pool_<stage>`, `head_pool`), concatenated (`head_concat`) in front of the rest
+    of `head_layers`.
+    """
     import keras
 
     if bn not in BN_POLICIES:
@@ -407,7 +414,10 @@ def assemble(
             raise BuildArgumentError(
                 f"Unknown cut {cut!r} for {card.name}: {exc} Stages: {', '.join(card.stage_names)}."
             ) from None
-        backbone = keras.Model(full.input, tap, name=card.arch)
+        taps = []
+        for stage in head_stages:
+            taps.append(resolve_tap(full, _cut_ref(card, stage)))
+        backbone = keras.Model(full.input, [*taps, tap] if taps else tap, name=card.arch)
     backbone.zoo_card = card.name  # the variant; the layer name is the architecture's
     _freeze(backbone, card, trainable_from)
     if bn == "frozen":
@@ -423,11 +433,20 @@ def assemble(
             x = keras.layers.Activation("linear", dtype="float32", name="head_output")(x)
     else:
         if (
-            len(x.shape) == 2
+            not head_stages
+            and len(x.shape) == 2
             and head_layers
             and head_layers[0].name in ("head_pool", "head_flatten")
         ):
             head_layers = head_layers[1:]  # the cut is already pooled
+        if head_stages:
+            pooling = type(head_layers[0])
+            pooled = [
+                pooling(name=f"head_pool_{stage}")(t)
+                for stage, t in zip(head_stages, x[:-1], strict=True)
+            ]
+            x = keras.layers.Concatenate(name="head_concat")([*pooled, head_layers[0](x[-1])])
+            head_layers = head_layers[1:]
         for layer in head_layers:
             x = layer(x)
     return keras.Model(inputs, x, name=name or f"{card.arch}_transfer")
@@ -448,6 +467,7 @@ def build(
     classifier_activation: str | None = "softmax",
     bn: str = "frozen",
     model_name: str | None = None,
+    head_stages: int | Sequence[str] = 1,
 ) -> Any:
     """Build a transfer-learning model from the zoo in one call.
 
@@ -474,6 +494,11 @@ def build(
             `"train"` lets BatchNorm layers of trainable stages train and update their
             statistics during `fit`.
         model_name: name of the returned model (default `<arch>_transfer`).
+        head_stages: how many stages' features the new head reads: `1` (default) the
+            cut's alone; `n` the last n stages up to the cut, each pooled, concatenated
+            (earlier stages hold more generic features, which transfer further from
+            ImageNet: `benchmarks/defaults_sweep.py` measured +1 to +2 points for a
+            probe on the last 3-4 stages on three tasks); or a list of stage names.
 
     ```python
     model = zoo_transfer.build("resnet50", num_classes=5)
@@ -499,6 +524,7 @@ def build(
             dropout=dropout,
             classifier_activation=classifier_activation,
         )
+    extra = _head_stages(card, cut, head_stages, pooling, keep_top=num_classes is None)
     return assemble(
         card,
         weights=weights,
@@ -509,7 +535,49 @@ def build(
         include_preprocessing=include_preprocessing,
         bn=bn,
         name=model_name,
+        head_stages=extra,
     )
+
+
+def _head_stages(
+    card: Card, cut: Any, head_stages: int | Sequence[str], pooling: str, *, keep_top: bool
+) -> list[str]:
+    """The stages before the cut that the head reads besides it (see `build`)."""
+    names = list(card.stage_names)
+    if isinstance(head_stages, bool) or not isinstance(head_stages, (int, list, tuple)):
+        raise BuildArgumentError(
+            f"Expected head_stages as an int >= 1 or a list of stage names. Received: "
+            f"head_stages={head_stages!r}"
+        )
+    if head_stages == 1 or head_stages == ():
+        return []
+    if keep_top:
+        raise BuildArgumentError(
+            "head_stages needs a new head: pass num_classes=N, or keep head_stages=1."
+        )
+    if pooling not in ("avg", "max"):
+        raise BuildArgumentError(
+            f"head_stages pools every stage: use pooling='avg' or 'max'. Received: "
+            f"pooling={pooling!r}"
+        )
+    ref = _cut_ref(card, cut)
+    last = next((i for i, st in enumerate(card.stages) if st.layer == ref), None)
+    if last is None:
+        raise BuildArgumentError(
+            f"head_stages reads stages up to the cut, but the cut {cut!r} is not a stage of "
+            f"{card.name} ({', '.join(names)}). Cut at a stage, or keep head_stages=1."
+        )
+    if isinstance(head_stages, int):
+        if head_stages < 1:
+            raise BuildArgumentError(f"Expected head_stages >= 1. Received: {head_stages}")
+        return names[max(0, last + 1 - head_stages) : last]
+    unknown = [st for st in head_stages if st not in names[: last + 1]]
+    if unknown:
+        raise BuildArgumentError(
+            f"Unknown head stage {unknown[0]!r} for {card.name} cut at {names[last]!r}. "
+            f"Choose among: {', '.join(names[: last + 1])}."
+        )
+    return [st for st in names[:last] if st in head_stages]
 
 
 def feature_extractor(

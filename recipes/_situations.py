@@ -32,6 +32,11 @@ SMALL_DATASET = 10_000  # images; below this, train few parameters
 class Plan:
     """Compile and fit settings a recipe recommends. Every field may be overridden.
 
+    `probe`: fit the head to convergence on the frozen backbone's features first
+    (`zoo_transfer.linear_head.fit_linear_head`), so the epochs start from it.
+    `unfreeze`: a `GradualUnfreezing` schedule, `{0-based epoch: stage}`.
+    `lr_mult`: the `(lo, hi)` spread of `transfer_optimizer`'s learning rates.
+
     ```python
     model, plan = recipes.small_similar("resnet50", num_classes=5)
     plan.epochs = 3
@@ -51,6 +56,9 @@ class Plan:
     early_stopping_patience: int | None = 3
     notes: str = ""
     cached_head: bool = False
+    probe: bool = False
+    unfreeze: dict[int, Any] = field(default_factory=dict)
+    lr_mult: tuple[float, float] | None = None
 
     def make_optimizer(self) -> Any:
         import keras
@@ -178,7 +186,40 @@ def large_different(name: str, num_classes: int, **build_kwargs: Any) -> tuple[A
     )
 
 
+def lp_ft(name: str, num_classes: int, **build_kwargs: Any) -> tuple[Any, Plan]:
+    """Linear probe, then fine-tune (LP-FT): the default of `zoo-transfer train`.
+
+    The head is fitted to convergence on the frozen backbone's features first
+    (seconds; `plan.probe`), then the whole backbone fine-tunes from it at a low,
+    discriminative learning rate (0.1x at the stem to 1x at the head), BatchNorm in
+    inference mode. Starting from a converged head keeps the first gradients from
+    scrambling the pretrained features (Kumar et al., ICLR 2022). Chosen by the sweep in
+    `benchmarks/defaults_sweep.py` (BENCHMARKS.md): on three tasks, BatchNorm in
+    training mode lost 10 points and learning rates of 3e-4 and above lost the probe's
+    accuracy; 1e-4 kept it. Keep `best.keras`: it is the best of the probe and the epochs
+    on the validation images.
+    """
+    card = get_card(name)
+    model, plan = _recipe(
+        "lp_ft",
+        name,
+        num_classes,
+        build_kwargs,
+        {"head_stages": 3},
+        learning_rate=1e-4,
+        epochs=5,
+        notes="A converged linear head first, then every stage fine-tunes from it at a "
+        "low, discriminative learning rate; BatchNorm stays in inference mode.",
+    )
+    plan.probe = True
+    plan.unfreeze = {0: card.stage_names[0]}
+    plan.lr_mult = (0.1, 1.0)
+    plan.early_stopping_patience = None
+    return model, plan
+
+
 RECIPES: dict[str, Callable[..., tuple[Any, Plan]]] = {
+    "lp_ft": lp_ft,
     "small_similar": small_similar,
     "large_similar": large_similar,
     "small_different": small_different,

@@ -13,6 +13,11 @@ from zoo_transfer._cli_common import fail as _fail
 from zoo_transfer.errors import UnknownModelError, ZooTransferError
 
 FORMAT = click.Choice(["table", "json"])
+TTA = click.Choice(["none", "flip"])
+TTA_HELP = (
+    "Test-time augmentation: flip averages each image's and its mirror image's "
+    "probabilities (pays for mirror-symmetric classes; the training report measures it)."
+)
 WEIGHTS_HELP = (
     "For a zoo name: a weights file (.h5, .weights.h5) instead of the Keras ImageNet cache "
     "(offline machines)."
@@ -37,6 +42,7 @@ def _load(model: str, weights: Path | None):
 @click.option("--format", "fmt", type=FORMAT, default="table", show_default=True)
 @click.option("--weights", type=click.Path(exists=True, path_type=Path), help=WEIGHTS_HELP)
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
+@click.option("--tta", type=TTA, default="none", show_default=True, help=TTA_HELP)
 def predict_cmd(
     model: str,
     images: tuple[Path, ...],
@@ -44,6 +50,7 @@ def predict_cmd(
     fmt: str,
     weights: Path | None,
     batch_size: int,
+    tta: str,
 ) -> None:
     """Top classes of IMAGES by MODEL (a .keras file or a zoo name with ImageNet classes).
 
@@ -59,7 +66,7 @@ def predict_cmd(
         net, names, size = _load(model, weights)
         preds = predict_files(
             net, images, class_names=names, image_size=size, top_k=top_k,
-            batch_size=batch_size, errors="report",
+            batch_size=batch_size, errors="report", tta=tta,
         )  # fmt: skip
     except UnknownModelError as exc:
         _fail(f"{exc} Or pass the path of a .keras file.", 2)
@@ -89,7 +96,10 @@ def predict_cmd(
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
 @click.option("--format", "fmt", type=FORMAT, default="table", show_default=True)
 @click.option("--weights", type=click.Path(exists=True, path_type=Path), help=WEIGHTS_HELP)
-def evaluate_cmd(model: str, data: Path, batch_size: int, fmt: str, weights: Path | None) -> None:
+@click.option("--tta", type=TTA, default="none", show_default=True, help=TTA_HELP)
+def evaluate_cmd(
+    model: str, data: Path, batch_size: int, fmt: str, weights: Path | None, tta: str
+) -> None:
     """Accuracy, per-class precision/recall and confusion matrix of MODEL on --data.
 
     JSON output: {"accuracy", "num_samples", "classes": [{"name", "precision", "recall",
@@ -102,8 +112,9 @@ def evaluate_cmd(model: str, data: Path, batch_size: int, fmt: str, weights: Pat
     try:
         net, names, size = _load(model, weights)
         result = evaluate(
-            net, image_folder(data, names), names, batch_size=batch_size, image_size=size
-        )
+            net, image_folder(data, names), names, batch_size=batch_size, image_size=size,
+            tta=tta,
+        )  # fmt: skip
     except UnknownModelError as exc:
         _fail(f"{exc} Or pass the path of a .keras file.", 2)
     except ZooTransferError as exc:

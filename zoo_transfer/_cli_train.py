@@ -42,16 +42,33 @@ def _command_line() -> str:
 @click.option(
     "--recipe",
     type=click.Choice(
-        ["auto", "small-similar", "small-different", "large-similar", "large-different"]
+        ["auto", "lp-ft", "small-similar", "small-different", "large-similar", "large-different"]
     ),
     default="auto",
     show_default=True,
+    help="auto is lp-ft: a converged linear head first, then the whole backbone "
+    "fine-tunes from it at a low learning rate.",
 )
 @click.option(
     "--similar/--different",
     default=True,
     show_default=True,
-    help="Is the data like the pretraining data (ImageNet)? Decides --recipe auto.",
+    help="Is the data like the pretraining data (ImageNet)? Progressive resizing then "
+    "keeps BatchNorm statistics.",
+)
+@click.option(
+    "--probe/--no-probe",
+    default=None,
+    help="Fit the head to convergence on frozen features before the epochs (default: the "
+    "recipe's; lp-ft does).",
+)
+@click.option(
+    "--final",
+    type=click.Choice(["best", "last"]),
+    default="best",
+    show_default=True,
+    help="What final.keras holds when there are validation images: the weights with the best "
+    "validation accuracy (the linear probe's or an epoch's), or the last epoch's.",
 )
 @click.option("--image-size", type=int, help="Training side in pixels (default: the card's).")
 @click.option("--progressive", help="Sizes spread over the epochs, e.g. 128,160,224.")
@@ -119,6 +136,8 @@ def train_cmd(model: str, **opts) -> None:
             epochs=opts["epochs"],
             recipe=opts["recipe"],
             similar=opts["similar"],
+            probe=opts["probe"],
+            final=opts["final"],
             image_size=opts["image_size"],
             progressive=parse_sizes(opts["progressive"]) if opts["progressive"] else None,
             unfreeze=parse_unfreeze(opts["unfreeze"]) if opts["unfreeze"] else {},
@@ -154,6 +173,14 @@ def train_cmd(model: str, **opts) -> None:
     if result.skipped:
         click.echo(f"skipped {len(result.skipped)} unreadable files (see config in the report)")
     how = " (head trained on cached backbone features)" if result.cached else ""
+    probed = (result.probe or {}).get("val_accuracy")
+    if probed is not None:
+        click.echo(
+            f"linear probe before the epochs: val_accuracy {probed:.4f} (best.keras holds "
+            "the best of the probe and the epochs)"
+        )
+    if result.final_from != "last epoch":
+        click.echo(f"final.keras holds the {result.final_from}'s weights (best val_accuracy)")
     click.echo(
         f"done{how}: val_accuracy {'-' if acc is None else f'{acc:.4f}'}; "
         f"models, history and report in {result.out}"

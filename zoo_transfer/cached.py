@@ -97,14 +97,35 @@ def _cut_tensor(model: Any) -> Any:
         ) from None
     mine = _model_nodes(model)
     nodes = [n for n in backbone._inbound_nodes if id(n) in mine]
-    if len(nodes) != 1 or len(nodes[0].output_tensors) != 1:
+    if len(nodes) != 1:
         raise BuildArgumentError(
-            f"Expected the backbone {backbone.name!r} to be called once, with one output. "
-            f"Received: {len(nodes)} call(s) in model {model.name!r}. Build the model with "
+            f"Expected the backbone {backbone.name!r} to be called once. Received: "
+            f"{len(nodes)} call(s) in model {model.name!r}. Build the model with "
             "zoo_transfer.build()."
         )
-    cut = nodes[0].output_tensors[0]
     outputs = {id(t) for t in model.outputs}
+    ends = [_absorb(model, t, outputs) for t in nodes[0].output_tensors]
+    if len(ends) == 1:
+        return ends[0]
+    # several stages (build's head_stages): each pooled, then one weightless merge
+    merges = [_consumers(model, t) for t in ends]
+    first = merges[0][0] if merges and len(merges[0]) == 1 else None
+    if (
+        first is None
+        or type(first[0]).__name__ != "Concatenate"
+        or any(len(m) != 1 or m[0][1] is not first[1] for m in merges)
+        or len(first[1].input_tensors) != len(ends)
+    ):
+        raise BuildArgumentError(
+            f"Expected the backbone {backbone.name!r}'s {len(ends)} outputs to be pooled and "
+            f"concatenated into the head (build(..., head_stages=n)). Model {model.name!r} "
+            "joins them otherwise; build it with zoo_transfer.build()."
+        )
+    return _absorb(model, first[1].output_tensors[0], outputs)
+
+
+def _absorb(model: Any, cut: Any, outputs: set[int]) -> Any:
+    """`cut`, moved past the weightless one-input layers (pooling, flatten) after it."""
     while id(cut) not in outputs:
         after = _consumers(model, cut)
         if len(after) != 1:
@@ -280,12 +301,7 @@ def _batches(data: Any, batch_size: int) -> tuple[Iterable[tuple[Any, Any]], int
     from zoo_transfer.data import ResizableImages
 
     if isinstance(data, ResizableImages):
-        import copy
-
-        once = copy.copy(data)  # every image once, in order: no shuffle, no dropped rest
-        once.shuffle, once.drop_remainder = False, False
-        n = int(data._source.cardinality())
-        return once.dataset(), (n if n >= 0 else None)
+        return data.in_order().dataset(), data.num_images
     if isinstance(data, (tuple, list)):
         if len(data) != 2:
             raise DataError(

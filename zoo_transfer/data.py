@@ -126,10 +126,31 @@ class ResizableImages:
         self._batch_map: Callable | None = None  # (images, labels) -> same, per batch
         self._shuffle_buffer: int | None = None
         self._augmentation: list[Any] = []  # the seeded layers `_batch_map` calls
+        self._plain_map: Callable | None = None  # `_batch_map` without the augmentation
         # The epoch the next pass draws its order and augmentation for; each pass
         # advances it, `set_epoch` pins it (`EpochSeeding` does, at every epoch begin).
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         self._rows: Any = None  # (keys, labels) tensors, when the source allows random access
+
+    def in_order(self) -> ResizableImages:
+        """These images once each, in their stored order, without augmentation.
+
+        For reading every image as it is (backbone features, a linear probe, scoring):
+        no shuffle, no dropped last batch, labels as training gets them. It shares the
+        current size; the copy never advances the epoch.
+        """
+        import copy
+
+        once = copy.copy(self)
+        once.shuffle, once.drop_remainder = False, False
+        once._batch_map, once._augmentation = self._plain_map, []
+        return once
+
+    @property
+    def num_images(self) -> int | None:
+        """How many images one pass yields before batching (None when unknown)."""
+        n = int(self._source.cardinality())
+        return n if n >= 0 else None
 
     def set_size(self, size: int) -> None:
         """Set the square side of the batches made from now on."""
@@ -616,6 +637,7 @@ def load(
         drop_remainder=train.count >= batch_size,
         batch_map=_batch_map(layers, label_mode, num_classes),
         augmentation=layers,
+        plain_map=_batch_map([], label_mode, num_classes),
     )
     val_images = None
     if val is not None:
@@ -686,6 +708,7 @@ class _Part:
         drop_remainder: bool,
         batch_map: Callable | None,
         augmentation: Sequence[Any] = (),
+        plain_map: Callable | None = None,
     ) -> ResizableImages:
         import tensorflow as tf
 
@@ -715,6 +738,7 @@ class _Part:
         images._store, images._decode = self.store, decode
         images._batch_map, images._shuffle_buffer = batch_map, buffer
         images._rows, images._augmentation = rows, list(augmentation)
+        images._plain_map = plain_map if augmentation else batch_map
         return images
 
 

@@ -49,14 +49,22 @@ from zoo_transfer.errors import (
 )
 from zoo_transfer.report import REPORT_FILES
 
-RECIPE_NAMES = ("auto", "small-similar", "small-different", "large-similar", "large-different")
+RECIPE_NAMES = (
+    "auto",
+    "lp-ft",
+    "small-similar",
+    "small-different",
+    "large-similar",
+    "large-different",
+)
 STRATEGIES = ("auto", "mirrored", "tpu", "multiworker")
+FINAL_CHOICES = ("best", "last")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 EMBEDDED_DATA = "zoo:digits"  # the demo's digits, shipped with the package
 _RUN_FILES = ("config.json", "history.json", "labels.json")
 MANIFEST = "zoo-transfer-run.json"  # what a run writes in its out folder: all --overwrite removes
 RUN_OUTPUTS = (
-    *_RUN_FILES, "metrics.json", "best.keras", "final.keras", "interrupted.keras",
+    *_RUN_FILES, "metrics.json", "probe.json", "best.keras", "final.keras", "interrupted.keras",
     "backup", "features", MANIFEST, *REPORT_FILES,
 )  # fmt: skip
 _COUNTED_FROM = "epochs_count_from"  # in config.json: 1 (0.1 wrote 0-based epochs, no key)
@@ -73,8 +81,15 @@ class JobConfig:
         data: a data source for `zoo_transfer.data.load` (folder, `tfds:NAME[:SPLIT]`) or
             `"zoo:digits"` (the embedded demo data).
         epochs: total epochs.
-        recipe: `auto` (from the number of images and `similar`) or a situation recipe.
-        similar: whether the data resembles the pretraining data (decides `auto`).
+        recipe: `auto` (`lp-ft`: a linear probe, then fine-tuning; measured best on
+            every task of the defaults sweep) or a named recipe.
+        similar: whether the data resembles the pretraining data (progressive
+            resizing's BatchNorm handling).
+        probe: fit the head to convergence on the frozen backbone's features before
+            the epochs (`training.probe_head`); default: the recipe's (`lp-ft`: yes).
+        final: what `final.keras` holds when there are validation images: `"best"` the
+            weights with the best validation accuracy (the probe's or an epoch's, as
+            Keras' `EarlyStopping(restore_best_weights=True)`), `"last"` the last epoch's.
         image_size: training side in pixels (default: the card's input size).
         progressive: sizes, e.g. `[128, 160, 224]`, spread evenly over the epochs.
         unfreeze: `{epoch: stage or layer}` for `GradualUnfreezing`; epochs count from
@@ -96,6 +111,8 @@ class JobConfig:
     epochs: int = 5
     recipe: str = "auto"
     similar: bool = True
+    probe: bool | None = None
+    final: str = "best"
     image_size: int | None = None
     progressive: list[int] | None = None
     unfreeze: dict[int, str] = field(default_factory=dict)
@@ -119,6 +136,11 @@ class JobConfig:
         if self.recipe not in RECIPE_NAMES:
             raise BuildArgumentError(
                 f"Unknown recipe {self.recipe!r}. Choose one of: {', '.join(RECIPE_NAMES)}."
+            )
+        if self.final not in FINAL_CHOICES:
+            raise BuildArgumentError(
+                f"Expected final to be one of {', '.join(FINAL_CHOICES)}. Received: "
+                f"final={self.final!r}"
             )
         if self.strategy not in STRATEGIES:
             raise BuildArgumentError(
@@ -181,6 +203,8 @@ class JobResult:
     model: Any = None
     fingerprint: str = ""  # md5 of the final weights: equal on every worker of a run
     cached: bool = False  # the head trained on cached backbone features
+    probe: dict[str, Any] | None = None  # the linear probe before the epochs (probe.json)
+    final_from: str = "last epoch"  # whose weights final.keras holds: "epoch 3", "linear probe"
 
 
 # ---------------------------------------------------------------- parsing helpers
@@ -481,11 +505,8 @@ def _load_data(config: JobConfig, final_size: int) -> Any:
 
 
 def _recipe_name(config: JobConfig, num_train: int) -> str:
-    if config.recipe != "auto":
-        return config.recipe.replace("-", "_")
-    from zoo_transfer.recipes import suggest
-
-    return suggest(max(num_train, 1), config.similar).__name__
+    """The recipe to run: `auto` is LP-FT, whatever the data's size (see `recipes.lp_ft`)."""
+    return "lp_ft" if config.recipe == "auto" else config.recipe.replace("-", "_")
 
 
 def _events(
@@ -699,9 +720,10 @@ def _run(
             model,
             "adam",
             learning_rate=config.lr or plan.learning_rate,
-            lr_mult=tuple(config.lr_mult) if config.lr_mult else None,
+            lr_mult=tuple(config.lr_mult) if config.lr_mult else plan.lr_mult,
         )
         model.compile(optimizer, loss, metrics=["accuracy"])
+    unfreeze = _from_zero(config.unfreeze) if config.unfreeze else dict(plan.unfreeze)
 
     initial_epoch = 0
     if resume:  # weights, optimizer and RNG state of the last good epoch
@@ -712,6 +734,8 @@ def _run(
     if resume and history_path.exists():
         start_records = json.loads(history_path.read_text())[:initial_epoch]
     history_cb = _history_callback(history_path, start_records)
+    best_cb = None
+    probe = _probe(config, plan, model, splits, out, work, initial_epoch, chief, verbose, sizes[-1])
     callbacks: list[Any] = [EpochSeeding(splits.train_images)]
     if len(set(sizes)) > 1:
         callbacks.append(
@@ -723,18 +747,19 @@ def _run(
                 verbose=verbose,
             )
         )
-    if config.unfreeze:  # Keras callbacks get 0-based epoch indices
-        callbacks.append(GradualUnfreezing(_from_zero(config.unfreeze), verbose=verbose))
+    if unfreeze:  # Keras callbacks get 0-based epoch indices
+        callbacks.append(GradualUnfreezing(unfreeze, verbose=verbose))
     if splits.val is not None:
         earlier = [r["val_accuracy"] for r in start_records if r.get("val_accuracy") is not None]
-        callbacks.append(
-            best_model_checkpoint(
-                work / "best.keras",
-                class_names=class_names,
-                image_size=sizes[-1],
-                best=max(earlier, default=None),
-            )
+        if probe and probe.get("val_accuracy") is not None:
+            earlier.append(probe["val_accuracy"])  # best.keras holds the probe until beaten
+        best_cb = best_model_checkpoint(
+            work / "best.keras",
+            class_names=class_names,
+            image_size=sizes[-1],
+            best=max(earlier, default=None),
         )
+        callbacks.append(best_cb)
 
     callbacks.append(history_cb)  # it records what the others added to the logs
     # Last: a kill before the backup is written repeats the epoch, history and all.
@@ -753,6 +778,7 @@ def _run(
             initial_epoch=initial_epoch,
             callbacks=callbacks,
             cache="auto" if config.cache_features else "never",
+            probe=False,  # done above
             verbose=verbose,
             cache_dir=work / "features",
             seed=config.seed,
@@ -772,8 +798,21 @@ def _run(
         ) from None
 
     history = _as_lists(history_cb.records)
-    events = _events(history, _from_zero(config.unfreeze))
+    events = _events(history, unfreeze)
     val_accuracy = history.get("val_accuracy", [None])[-1] if history else None
+    final_from = "last epoch"
+    if config.final == "best" and best_cb is not None and val_accuracy is not None:
+        if best_cb.best > val_accuracy and (work / "best.keras").exists():
+            best = keras.saving.load_model(work / "best.keras", compile=False)
+            model.set_weights(best.get_weights())
+            val_accuracy = best_cb.best
+            epochs_seen = history.get("val_accuracy", [])
+            from_probe = (probe or {}).get("val_accuracy") == best_cb.best
+            final_from = (
+                f"epoch {epochs_seen.index(best_cb.best) + 1}"
+                if best_cb.best in epochs_seen and not from_probe
+                else "linear probe"
+            )
     if chief:
         final = save_for_inference(
             model, out / "final.keras", class_names=class_names, image_size=sizes[-1]
@@ -782,13 +821,58 @@ def _run(
         if report:
             if config.strategy == "multiworker":  # predict here alone, not collectively
                 model = keras.saving.load_model(final)
-            _write_report(out, model, splits, class_names, history, events, config, recipe)
+            shown = {**probe, "final_from": final_from} if probe else None
+            _write_report(out, model, splits, class_names, history, events, config, recipe, shown)
     else:
         shutil.rmtree(work, ignore_errors=True)
     return JobResult(
         out, history, class_names, val_accuracy, list(splits.skipped), events, model,
-        _fingerprint(model), cached,
+        _fingerprint(model), cached, probe, final_from,
     )  # fmt: skip
+
+
+def _probe(
+    config: JobConfig,
+    plan: Any,
+    model: Any,
+    splits: Any,
+    out: Path,
+    work: Path,
+    initial_epoch: int,
+    chief: bool,
+    verbose: int,
+    image_size: int,
+) -> dict[str, Any] | None:
+    """The linear probe before the first epoch, written to `probe.json` (and, with
+    validation images, to `best.keras`); on a resumed run, the one written then."""
+    from zoo_transfer.saving import save_for_inference
+    from zoo_transfer.training import probe_head
+
+    path = out / "probe.json"
+    if initial_epoch > 0:  # the restored head already started from it
+        return json.loads(path.read_text()) if path.exists() else None
+    if not (plan.probe if config.probe is None else config.probe):
+        return None
+    result = probe_head(model, splits, verbose=verbose)
+    if result is None:
+        return None
+    probe = {
+        "val_accuracy": result.val_accuracy,
+        "train_accuracy": result.train_accuracy,
+        "l2": result.l2,
+        "tried": [list(t) for t in result.tried],
+        "seconds": round(result.seconds, 2),
+    }
+    if chief:
+        _write_json(path, probe)
+    if result.val_accuracy is not None:  # every worker: each restores from its own copy
+        save_for_inference(
+            model,
+            work / "best.keras",
+            class_names=list(splits.class_names),
+            image_size=image_size,
+        )
+    return probe
 
 
 _FULL = (errno.ENOSPC, errno.EDQUOT)
@@ -868,6 +952,7 @@ def _write_report(
     events: list[dict[str, Any]],
     config: JobConfig,
     recipe: str,
+    probe: dict[str, Any] | None = None,
 ) -> None:
     from zoo_transfer.report import write_report
 
@@ -884,7 +969,20 @@ def _write_report(
         class_names=class_names,
         misclassified=mistakes,
         config=resolved,
+        probe=probe,
+        notes=_tta_note(metrics),
     )
+
+
+def _tta_note(metrics: dict[str, Any]) -> list[str]:
+    plain, flip = metrics.get("val_accuracy"), metrics.get("val_accuracy_tta_flip")
+    if plain is None or flip is None:
+        return []
+    verdict = "use it" if flip > plain else "leave it off"
+    return [
+        f"Test-time flips (evaluate/predict --tta flip): val_accuracy {flip:.4f} "
+        f"({flip - plain:+.4f} against {plain:.4f}): {verdict} for this data."
+    ]
 
 
 def _confusion(model: Any, val: Any, class_names: list[str]) -> tuple[Any, list, dict]:
@@ -894,11 +992,15 @@ def _confusion(model: Any, val: Any, class_names: list[str]) -> tuple[Any, list,
     n = len(class_names)
     matrix = np.zeros((n, n), dtype=np.int64)
     mistakes = []
+    flip_correct = 0
     for images, labels in val:
         labels = np.asarray(labels)
         if labels.ndim == 2:
             labels = labels.argmax(-1)
-        pred = np.asarray(model.predict_on_batch(images)).argmax(-1)
+        probs = np.asarray(model.predict_on_batch(images))
+        pred = probs.argmax(-1)
+        mirrored = np.asarray(model.predict_on_batch(np.asarray(images)[:, :, ::-1]))
+        flip_correct += int(np.sum((probs + mirrored).argmax(-1) == labels))
         np.add.at(matrix, (labels, pred), 1)
         for img, t, p in zip(np.asarray(images), labels, pred, strict=True):
             if t != p:
@@ -919,5 +1021,8 @@ def _confusion(model: Any, val: Any, class_names: list[str]) -> tuple[Any, list,
     metrics = {
         "val_accuracy": float(np.trace(matrix) / total) if total else None,
         "val_images": total,
+        # test-time flips (`evaluate --tta flip`), measured: they pay only for
+        # mirror-symmetric classes
+        "val_accuracy_tta_flip": float(flip_correct / total) if total else None,
     }
     return matrix, mistakes, metrics

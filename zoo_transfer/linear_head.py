@@ -186,15 +186,21 @@ def choose_l2(
     return best, tried, fits
 
 
-def _dense_of(head: Any, num_classes: int) -> Any:
+def is_linear_head(head: Any, num_classes: int) -> bool:
+    """Whether `head` (of `split_head`) is one `Dense(num_classes)`: what a probe fits."""
     import keras
 
     weighted = [layer for layer in head.layers if layer.weights]
-    if (
-        len(weighted) != 1
-        or not isinstance(weighted[0], keras.layers.Dense)
-        or weighted[0].units != num_classes
-    ):
+    return (
+        len(weighted) == 1
+        and isinstance(weighted[0], keras.layers.Dense)
+        and weighted[0].units == num_classes
+    )
+
+
+def _dense_of(head: Any, num_classes: int) -> Any:
+    weighted = [layer for layer in head.layers if layer.weights]
+    if not is_linear_head(head, num_classes):
         names = ", ".join(f"{type(layer).__name__} {layer.name!r}" for layer in weighted)
         raise ArgumentError(
             "fit_linear_head fits a head that is one Dense layer with an output per class "

@@ -351,7 +351,32 @@ def _scores_to_probs(scores: np.ndarray) -> np.ndarray:
     return scores
 
 
-def _predict_probs(model: Any, images: np.ndarray) -> np.ndarray:
+TTA_CHOICES = ("none", "flip")
+
+
+def _check_tta(tta: str) -> str:
+    if tta not in TTA_CHOICES:
+        raise BuildArgumentError(
+            f"Expected tta to be one of {', '.join(TTA_CHOICES)}. Received: tta={tta!r}"
+        )
+    return tta
+
+
+def _predict_probs(model: Any, images: np.ndarray, tta: str = "none") -> np.ndarray:
+    """Class probabilities of a batch; with `tta="flip"`, the mean over the images and
+    their mirror images (left-right).
+
+    Flips pay only where the classes are mirror-symmetric (photos of objects, clothes),
+    and hurt where they are not (digits, text): the training report measures it on the
+    validation images (`flip TTA` in metrics.json).
+    """
+    probs = _forward(model, images)
+    if tta == "flip":
+        probs = (probs + _forward(model, np.asarray(images)[:, :, ::-1])) / 2.0
+    return probs
+
+
+def _forward(model: Any, images: np.ndarray) -> np.ndarray:
     out = model.predict_on_batch(images)
     if isinstance(out, (dict, list, tuple)):
         raise BuildArgumentError(
@@ -407,6 +432,7 @@ def predict_files(
     top_k: int = 5,
     batch_size: int = 32,
     errors: str = "raise",
+    tta: str = "none",
 ) -> list[ImagePrediction]:
     """The `top_k` classes of each image file, in the order of `paths`.
 
@@ -420,6 +446,8 @@ def predict_files(
         errors: `"raise"` (an `ImageFileError` at the first unreadable file) or
             `"report"` (predict the others; the unreadable ones come back with
             `error` set and no classes).
+        tta: test-time augmentation: `"none"`, or `"flip"` (the mean of the image's and
+            its mirror image's probabilities; twice the compute).
 
     ```python
     model, names, size = load_for_inference("flowers.keras")
@@ -437,6 +465,7 @@ def predict_files(
         )
     if errors not in ("raise", "report"):
         raise BuildArgumentError(f"Expected errors 'raise' or 'report'. Received: {errors!r}")
+    _check_tta(tta)
     paths = [os.fspath(p) for p in paths]
     results = []
     for chunk in _batches(paths, batch_size):  # decoded a batch at a time: any number of files
@@ -450,7 +479,7 @@ def predict_files(
                 rows.append(ImagePrediction(p, [], error=str(exc)))
             else:
                 rows.append(None)  # filled below, in order
-        probs = iter(_predict_probs(model, np.stack(images)) if images else [])
+        probs = iter(_predict_probs(model, np.stack(images), tta) if images else [])
         for p, row in zip(chunk, rows, strict=True):
             if row is None:
                 scores = next(probs)
@@ -722,6 +751,7 @@ def evaluate(
     *,
     batch_size: int = 32,
     image_size: tuple[int, int] | None = None,
+    tta: str = "none",
 ) -> EvaluationResult:
     """Evaluate a classifier: accuracy, precision/recall per class, confusion matrix.
 
@@ -733,6 +763,8 @@ def evaluate(
         class_names: `list[str]`, one per model output.
         batch_size: images per forward pass (arrays and folders).
         image_size: `(height, width)` for folder images; defaults to the model's.
+        tta: `"none"`, or `"flip"`: score the mean of each image's and its mirror
+            image's probabilities (see `predict_files`).
 
     ```python
     model, names, size = load_for_inference("flowers.keras")
@@ -742,6 +774,7 @@ def evaluate(
     """
     names = _check_names(list(class_names))
     _check_positive("batch_size", batch_size)
+    _check_tta(tta)
     k = len(names)
     if _num_outputs(model) != k:
         raise LabelMismatchError(
@@ -759,7 +792,8 @@ def evaluate(
         skipped += data.unsupported
         for start in range(0, len(readable), batch_size):
             chunk = readable[start : start + batch_size]
-            probs.append(_predict_probs(model, np.stack([image for _, _, image in chunk])))
+            images = np.stack([image for _, _, image in chunk])
+            probs.append(_predict_probs(model, images, tta))
             true.append(np.asarray([label for _, label, _ in chunk]))
         items = [str(p) for p, _, _ in readable]
         if skipped:
@@ -778,7 +812,7 @@ def evaluate(
         if len(true[0]) != len(x):
             raise BuildArgumentError(f"{len(x)} images but {len(true[0])} labels.")
         for start in range(0, len(x), batch_size):
-            probs.append(_predict_probs(model, x[start : start + batch_size]))
+            probs.append(_predict_probs(model, x[start : start + batch_size], tta))
     elif hasattr(data, "as_numpy_iterator"):  # tf.data.Dataset of batches
         for batch in data.as_numpy_iterator():
             if not isinstance(batch, tuple) or len(batch) < 2:
@@ -786,7 +820,7 @@ def evaluate(
                     "Expected a dataset of batched (images, labels) pairs. Received "
                     f"elements of type {type(batch).__name__}."
                 )
-            probs.append(_predict_probs(model, batch[0]))
+            probs.append(_predict_probs(model, batch[0], tta))
             true.append(_labels_to_indices(batch[1], k))
     else:
         raise BuildArgumentError(

@@ -21,6 +21,39 @@ from zoo_transfer.optimizers import transfer_optimizer
 CACHE_CHOICES = ("auto", "never", "always")
 
 
+def probe_head(model: Any, train: Any, validation: Any = None, *, verbose: int = 1) -> Any:
+    """Fit the head to convergence on the frozen backbone's features (a linear probe).
+
+    The first step of LP-FT (linear probe, then fine-tune): the epochs that unfreeze
+    the backbone then start from a converged head instead of a random one, so its
+    gradients do not scramble the pretrained features (Kumar et al., ICLR 2022). The
+    images are read once each, without augmentation, whatever `train` would apply.
+
+    Returns the `LinearHeadResult`, or `None` when the model's head is not one
+    `Dense(num_classes)` layer (a head with hidden layers trains with the epochs).
+
+    ```python
+    model = zoo_transfer.build("resnet50", num_classes=5)
+    probe_head(model, splits).val_accuracy   # e.g. 0.91, in seconds
+    ```
+    """
+    from zoo_transfer.cached import split_head
+    from zoo_transfer.linear_head import fit_linear_head, is_linear_head
+
+    if not is_linear_head(split_head(model)[1], int(model.outputs[0].shape[-1])):
+        if verbose:
+            print("linear probe: skipped (the head has hidden layers; the epochs train it)")
+        return None
+    result = fit_linear_head(model, train, validation)
+    if verbose:
+        acc = "-" if result.val_accuracy is None else f"{result.val_accuracy:.4f}"
+        print(
+            f"linear probe: val_accuracy {acc}, train_accuracy {result.train_accuracy:.4f} "
+            f"(L2 {result.l2:g}, {result.seconds:.1f} s)"
+        )
+    return result
+
+
 def fit_transfer(
     model: Any,
     train: Any,
@@ -31,6 +64,7 @@ def fit_transfer(
     plan: Any = None,
     cache: str = "auto",
     augment: str | None = None,
+    probe: bool | None = None,
     initial_epoch: int = 0,
     verbose: int = 1,
     seed: int = 0,
@@ -62,6 +96,9 @@ def fit_transfer(
             `"always"` (an `ArgumentError` saying why when they do not apply).
         augment: the augmentation preset of `train` when it cannot say so itself
             (arrays, datasets); a `Splits` knows its own.
+        probe: fit the head to convergence first (`probe_head`; default: the plan's
+            `probe`, else False). Not on a resumed run (`initial_epoch` > 0): the
+            restored head is kept.
         initial_epoch: the epoch to start at (a resumed run).
         verbose: Keras' progress output; 1 and 2 also print the cache decision (unless
             `cache="never"`).
@@ -71,7 +108,8 @@ def fit_transfer(
         **fit_kwargs: passed on to `model.fit` (e.g. `shuffle=False`).
 
     Returns:
-        Keras' `History`, with `cached` (bool) and `cache_reason` (why not, or `""`).
+        Keras' `History`, with `cached` (bool), `cache_reason` (why not, or `""`) and
+        `probe` (the `LinearHeadResult` of the probe, or None).
 
     ```python
     model, plan = zoo_transfer.recipes.small_similar("resnet50", num_classes=5)
@@ -93,6 +131,9 @@ def fit_transfer(
         batch_size = batch_size or plan.batch_size
         if cache == "auto" and not plan.cached_head:
             cache = "never"
+        probe = plan.probe if probe is None else probe
+        if plan.unfreeze and not any(isinstance(c, GradualUnfreezing) for c in callbacks):
+            callbacks.insert(0, GradualUnfreezing(plan.unfreeze, verbose=verbose))
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ArgumentError(f"Expected epochs as an int >= 1. Received: epochs={epochs!r}")
     if augment is None:
@@ -115,6 +156,9 @@ def fit_transfer(
                 f"cache='always', but cached features would not train this model as fit "
                 f"does: {why}. Pass cache='auto' to fall back to fit."
             )
+    probed = None
+    if probe and initial_epoch == 0:
+        probed = probe_head(model, train, validation, verbose=verbose)
     if verbose and cache != "never":
         print(f"cached backbone features: {'on' if use else f'off: {why}'}")
     if use:
@@ -137,7 +181,7 @@ def fit_transfer(
             x, y, validation_data=validation, epochs=epochs, initial_epoch=initial_epoch,
             callbacks=callbacks, verbose=verbose, **fit_kwargs,
         )  # fmt: skip
-    history.cached, history.cache_reason = use, why
+    history.cached, history.cache_reason, history.probe = use, why, probed
     return history
 
 
