@@ -32,6 +32,10 @@ GRID = [
     ("probe 1 stage", {"epochs": 0, "head_stages": 1}),
     ("probe 3 stages", {"epochs": 0, "head_stages": 3}),
     ("probe 4 stages", {"epochs": 0, "head_stages": 4}),
+    ("probe 3 stages avgmax", {"epochs": 0, "head_stages": 3, "pooling": "avgmax"}),
+    ("lp-ft 3 stages avgmax 1e-4 light", {"epochs": 5, "lr": 1e-4, "unfreeze": "all",
+                                          "augment": "light", "head_stages": 3,
+                                          "pooling": "avgmax"}),
     ("lp-ft 3 stages 1e-4 light", {"epochs": 5, "lr": 1e-4, "unfreeze": "all",
                                    "augment": "light", "head_stages": 3}),
     ("lp-ft 3 stages 1e-4 none", {"epochs": 5, "lr": 1e-4, "unfreeze": "all",
@@ -62,7 +66,8 @@ def run(task, label: str, settings: dict, size: int) -> dict:
                 augment="none").train_images.in_order().dataset()  # fmt: skip
     model = zoo_transfer.build(task.model, len(splits.class_names),
                                input_shape=(size, size, 3), weights=task.weights,
-                               head_stages=settings.get("head_stages", 1))  # fmt: skip
+                               head_stages=settings.get("head_stages", 1),
+                               pooling=settings.get("pooling", "avg"))  # fmt: skip
     begin = time.perf_counter()
     probe = fit_linear_head(model, splits)
     model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])

@@ -30,7 +30,7 @@ from ._weights import (
 )
 from .stages import ancestors
 
-POOLINGS = ("avg", "max", "flatten")
+POOLINGS = ("avg", "max", "avgmax", "flatten")
 BN_POLICIES = ("frozen", "train")
 
 
@@ -120,7 +120,7 @@ def normalization_layer(card: Card, name: str = "preprocess") -> Any:
 def pool_layer(pooling: str | None) -> Any:
     import keras
 
-    if pooling == "avg":
+    if pooling in ("avg", "avgmax"):  # avgmax: `assemble` adds the max pooling beside it
         return keras.layers.GlobalAveragePooling2D(name="head_pool")
     if pooling == "max":
         return keras.layers.GlobalMaxPooling2D(name="head_pool")
@@ -379,13 +379,14 @@ def assemble(
     bn: str = "frozen",
     name: str | None = None,
     head_stages: Sequence[str] = (),
+    pooling: str = "avg",
 ) -> Any:
     """Normalisation -> backbone (cut, frozen) -> `head_layers` (None: keep the top).
 
     `head_stages`: stages before the cut whose features the head reads too: the
     backbone then has one output per stage and the cut, each pooled by its own layer
     (`head_pool_<stage>`, `head_pool`), concatenated (`head_concat`) in front of the rest
-    of `head_layers`.
+    of `head_layers`. `pooling="avgmax"` pools every map both ways (`_pool_and_join`).
     """
     import keras
 
@@ -432,24 +433,33 @@ def assemble(
         if keras.config.dtype_policy().compute_dtype != "float32":
             x = keras.layers.Activation("linear", dtype="float32", name="head_output")(x)
     else:
-        if (
-            not head_stages
-            and len(x.shape) == 2
-            and head_layers
-            and head_layers[0].name in ("head_pool", "head_flatten")
-        ):
+        maps = list(x) if head_stages else [x]
+        if len(maps[-1].shape) == 2 and head_layers[0].name in ("head_pool", "head_flatten"):
             head_layers = head_layers[1:]  # the cut is already pooled
-        if head_stages:
-            pooling = type(head_layers[0])
-            pooled = [
-                pooling(name=f"head_pool_{stage}")(t)
-                for stage, t in zip(head_stages, x[:-1], strict=True)
-            ]
-            x = keras.layers.Concatenate(name="head_concat")([*pooled, head_layers[0](x[-1])])
+        elif head_stages or pooling == "avgmax":
+            x = _pool_and_join(maps, [*head_stages, ""], head_layers[0], pooling)
             head_layers = head_layers[1:]
         for layer in head_layers:
             x = layer(x)
     return keras.Model(inputs, x, name=name or f"{card.arch}_transfer")
+
+
+def _pool_and_join(maps: list[Any], stages: list[str], pool: Any, pooling: str) -> Any:
+    """Each feature map pooled (average, max, or both for `avgmax`), all concatenated.
+
+    Layer names: `head_pool_<stage>` and `head_maxpool_<stage>`; the cut's are `head_pool`
+    (the layer `pool`) and `head_maxpool`; the join is `head_concat`.
+    """
+    import keras
+
+    pooled = []
+    for stage, tensor in zip(stages, maps, strict=True):
+        suffix = f"_{stage}" if stage else ""
+        first = pool if not stage else type(pool)(name=f"head_pool{suffix}")
+        pooled.append(first(tensor))
+        if pooling == "avgmax":
+            pooled.append(keras.layers.GlobalMaxPooling2D(name=f"head_maxpool{suffix}")(tensor))
+    return keras.layers.Concatenate(name="head_concat")(pooled)
 
 
 def build(
@@ -481,7 +491,9 @@ def build(
             name) leaves it and everything after trainable (BatchNorm: see `bn`).
         head: widths of hidden `Dense` layers between pooling and the classifier.
         dropout: dropout rate before the classifier.
-        pooling: `"avg"`, `"max"` or `"flatten"`.
+        pooling: `"avg"`, `"max"`, `"avgmax"` (average and max pooling side by side:
+            +1 point for a probe on two of three tasks of the defaults sweep) or
+            `"flatten"`.
         weights: `"imagenet"` (Keras' cache, hash checked), a `.h5`/`.weights.h5` file,
             a TensorFlow.js folder, or `None`.
         input_shape: `(H, W, 3)`; defaults to the card's size; `(None, None, 3)` takes
@@ -536,6 +548,7 @@ def build(
         bn=bn,
         name=model_name,
         head_stages=extra,
+        pooling=pooling,
     )
 
 
@@ -555,9 +568,9 @@ def _head_stages(
         raise BuildArgumentError(
             "head_stages needs a new head: pass num_classes=N, or keep head_stages=1."
         )
-    if pooling not in ("avg", "max"):
+    if pooling not in ("avg", "max", "avgmax"):
         raise BuildArgumentError(
-            f"head_stages pools every stage: use pooling='avg' or 'max'. Received: "
+            f"head_stages pools every stage: use pooling='avg', 'max' or 'avgmax'. Received: "
             f"pooling={pooling!r}"
         )
     ref = _cut_ref(card, cut)

@@ -205,7 +205,7 @@ def lp_ft(name: str, num_classes: int, **build_kwargs: Any) -> tuple[Any, Plan]:
         name,
         num_classes,
         build_kwargs,
-        {"head_stages": 3},
+        {"head_stages": 3, "pooling": "avgmax"},
         learning_rate=1e-4,
         epochs=5,
         notes="A converged linear head first, then every stage fine-tunes from it at a "

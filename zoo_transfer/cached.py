@@ -104,10 +104,17 @@ def _cut_tensor(model: Any) -> Any:
             "zoo_transfer.build()."
         )
     outputs = {id(t) for t in model.outputs}
-    ends = [_absorb(model, t, outputs) for t in nodes[0].output_tensors]
+    ends = []
+    for tensor in nodes[0].output_tensors:
+        after = _consumers(model, tensor)
+        if len(after) > 1 and all(_absorbable(layer, node) for layer, node in after):
+            # pooled two ways (build's pooling="avgmax"): follow each
+            ends += [_absorb(model, node.output_tensors[0], outputs) for _, node in after]
+        else:
+            ends.append(_absorb(model, tensor, outputs))
     if len(ends) == 1:
         return ends[0]
-    # several stages (build's head_stages): each pooled, then one weightless merge
+    # several maps (build's head_stages, avgmax): each pooled, then one weightless merge
     merges = [_consumers(model, t) for t in ends]
     first = merges[0][0] if merges and len(merges[0]) == 1 else None
     if (
@@ -124,6 +131,16 @@ def _cut_tensor(model: Any) -> Any:
     return _absorb(model, first[1].output_tensors[0], outputs)
 
 
+def _absorbable(layer: Any, node: Any) -> bool:
+    """A weightless one-input, one-output layer the trunk may end with (pooling, flatten)."""
+    return (
+        type(layer).__name__ in _ABSORBABLE
+        and not layer.weights
+        and len(node.input_tensors) == 1
+        and len(node.output_tensors) == 1
+    )
+
+
 def _absorb(model: Any, cut: Any, outputs: set[int]) -> Any:
     """`cut`, moved past the weightless one-input layers (pooling, flatten) after it."""
     while id(cut) not in outputs:
@@ -131,9 +148,7 @@ def _absorb(model: Any, cut: Any, outputs: set[int]) -> Any:
         if len(after) != 1:
             break
         layer, node = after[0]
-        if type(layer).__name__ not in _ABSORBABLE or layer.weights:
-            break
-        if len(node.input_tensors) != 1 or len(node.output_tensors) != 1:
+        if not _absorbable(layer, node):
             break
         if id(node.output_tensors[0]) in outputs:
             break

@@ -42,6 +42,28 @@ def test_the_head_concatenates_each_stage_pooled(fresh_keras):
     assert not model.get_layer("digitnet").trainable_weights
 
 
+def test_avgmax_pools_every_map_both_ways(fresh_keras):
+    import zoo_transfer
+    from zoo_transfer.cached import split_head
+    from zoo_transfer.registry import get_card
+
+    stages = list(get_card("digitnet").stage_names)[-2:]
+    model = zoo_transfer.build("digitnet", 5, head_stages=2, pooling="avgmax")
+    names = [layer.name for layer in model.layers if layer.name.startswith("head_")]
+    assert names == [f"head_pool_{stages[0]}", f"head_maxpool_{stages[0]}", "head_pool",
+                     "head_maxpool", "head_concat", "head_logits", "head_output"]  # fmt: skip
+    x = _images()
+    maps = zoo_transfer.feature_extractor("digitnet", cuts=stages)(x)
+    expected = np.concatenate(
+        [f(np.asarray(maps[s]), axis=(1, 2)) for s in stages for f in (np.mean, np.max)], axis=1
+    )
+    trunk, head = split_head(model)
+    np.testing.assert_allclose(trunk(x), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(head(trunk(x)), model(x), rtol=1e-6, atol=1e-7)
+    single = zoo_transfer.build("digitnet", 5, pooling="avgmax")  # one map, both ways
+    assert int(split_head(single)[0].outputs[0].shape[-1]) == 2 * int(maps[stages[-1]].shape[-1])
+
+
 def test_split_head_cuts_after_the_merge_and_the_probe_fits_it(fresh_keras):
     import zoo_transfer
     from zoo_transfer.cached import split_head
@@ -64,6 +86,15 @@ def test_split_head_cuts_after_the_merge_and_the_probe_fits_it(fresh_keras):
     # the fitted head is the model's: its accuracy on the validation images is the probe's
     predicted = np.asarray(many.predict(xv, verbose=0)).argmax(axis=1)
     assert np.mean(predicted == yv) == pytest.approx(r3.val_accuracy, abs=1e-6)
+
+    # the cached-feature trainer caches the joined, pooled features and trains the head
+    from zoo_transfer.training import fit_transfer
+
+    before = many.get_layer("head_logits").kernel.numpy().copy()
+    many.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    history = fit_transfer(many, (xt, yt), (xv, yv), epochs=1, verbose=0)
+    assert history.cached
+    assert not np.array_equal(before, many.get_layer("head_logits").kernel.numpy())
 
 
 def test_it_saves_and_loads_with_the_same_outputs(fresh_keras, tmp_path):

@@ -90,6 +90,7 @@ def test_the_lp_ft_plan_probes_and_unfreezes_everything_from_the_first_epoch(fre
     x, y, x_val, y_val = digits
     model, plan = recipes.lp_ft("digitnet", 5)
     assert plan.probe and plan.unfreeze == {0: "stem"} and plan.lr_mult == (0.1, 1.0)
+    assert "head_concat" in [layer.name for layer in model.layers]  # three stages, avg+max
     assert not plan.callbacks()  # no early stopping: best.keras keeps the best epoch
     from zoo_transfer import transfer_optimizer
 
