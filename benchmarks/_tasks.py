@@ -7,7 +7,8 @@ method sees before it is scored. Every method of a benchmark reads the same file
 - `fashion`: Fashion-MNIST (clothing, grey 28 px: far from ImageNet); 100/class train and
   50/class val from `../shared/data`, 300/class test from Debian's `dataset-fashion-mnist`
   (its t10k file); MobileNet v1 0.25 with the real ImageNet weights.
-- `fashion5k`: the same with 500/class train, from the end of the package's train file.
+- `fashion5k`, `fashion20k`: the same with 500 or 2,000/class train, from the end of the
+  package's train file (the shared small set comes from its start).
 - `digits`: scikit-learn's 8x8 digits (tiny grey digits: far from ImageNet, another
   trunk); 30/class train, 20/class val, the other ~1,300 test; MobileNetV2 0.35, the real
   Teachable Machine trunk.
@@ -96,10 +97,10 @@ def _fashion(work: Path) -> Task:
                 str(weights), note)  # fmt: skip
 
 
-def _fashion5k(work: Path) -> Task:
-    """fashion with 500 training images per class (from the apt package's train file)."""
+def _fashion5k(work: Path, per_class: int = 500) -> Task:
+    """fashion with `per_class` training images per class (the apt package's train file)."""
     base = _fashion(work)
-    root = work / "fashion5k"
+    root = work / f"fashion{per_class * 10 // 1000}k"
     if not (root / "done").exists():
         if not (FASHION_APT / "train-images-idx3-ubyte.gz").exists():
             raise SystemExit("fashion5k needs `apt install dataset-fashion-mnist`")
@@ -111,11 +112,11 @@ def _fashion5k(work: Path) -> Task:
         upstream = ["t-shirt_top", "trouser", "pullover", "dress", "coat",
                     "sandal", "shirt", "sneaker", "bag", "ankle_boot"]  # fmt: skip
         # from the end of the file: the shared small set is drawn from its start
-        keep = np.sort(np.concatenate([np.flatnonzero(y == c)[-500:] for c in range(10)]))
+        keep = np.sort(np.concatenate([np.flatnonzero(y == c)[-per_class:] for c in range(10)]))
         mapped = np.array([names.index(upstream[int(c)]) for c in y[keep]])
         _write_folder(root / "train", x[keep], mapped, names)
         (root / "done").write_text("")
-    return Task("fashion5k", root / "train", base.val, base.test, base.model, base.weights,
+    return Task(root.name, root / "train", base.val, base.test, base.model, base.weights,
                 base.note)  # fmt: skip
 
 
@@ -156,5 +157,6 @@ def prepare(name: str, work: Path) -> Task:
     """The task `name` as folders under `work` (written once, reused)."""
     work.mkdir(parents=True, exist_ok=True)
     makers = {"fashion": _fashion, "fashion5k": _fashion5k, "digits": _digits,
-              "digits59": _digits59}  # fmt: skip
+              "digits59": _digits59,
+              "fashion20k": lambda w: _fashion5k(w, per_class=2000)}  # fmt: skip
     return makers[name](work)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run every benchmark in benchmarks/ one after another (not gpu_check.py, which is for
-# a lent GPU machine on the JAX backend; see BENCHMARKS.md), then print each one's
-# ratio line again as a summary. Under 15 minutes on 2 CPU cores.
+# a lent GPU machine on the JAX backend, nor defaults_sweep.py, the 12-minute sweep the
+# training defaults come from; see BENCHMARKS.md), then print each one's ratio line
+# again as a summary. About 16 minutes on 2 CPU cores (accuracy.py takes 8).
 #
 #     bash benchmarks/run_all.sh            # from the repository root, project venv active
 #     LOG_DIR=/tmp/bench bash benchmarks/run_all.sh   # keep the full outputs there
@@ -18,7 +19,7 @@ summary=()
 start_all=$SECONDS
 for script in "$here"/*.py; do
     name="$(basename "$script" .py)"
-    [ "$name" = "gpu_check" ] && continue
+    case "$name" in gpu_check | defaults_sweep | _*) continue ;; esac
     echo "=== $name"
     start=$SECONDS
     # Keep stdout (the results); stderr (TensorFlow's and Keras' log lines) goes to the log.

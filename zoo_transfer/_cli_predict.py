@@ -13,10 +13,11 @@ from zoo_transfer._cli_common import fail as _fail
 from zoo_transfer.errors import UnknownModelError, ZooTransferError
 
 FORMAT = click.Choice(["table", "json"])
-TTA = click.Choice(["none", "flip"])
+TTA = click.Choice(["none", "flip", "crop", "flip+crop"])
 TTA_HELP = (
-    "Test-time augmentation: flip averages each image's and its mirror image's "
-    "probabilities (pays for mirror-symmetric classes; the training report measures it)."
+    "Test-time augmentation: average over the image and its mirror image (flip), its "
+    "centre crop zoomed by the card's crop_pct (crop), or all four views. The training "
+    "report measures each on the validation images."
 )
 WEIGHTS_HELP = (
     "For a zoo name: a weights file (.h5, .weights.h5) instead of the Keras ImageNet cache "
@@ -60,13 +61,19 @@ def predict_cmd(
     JSON output: a list of {"path", "top": [{"rank", "class", "index", "probability"}]},
     with "error" (and an empty "top") for an image that could not be read.
     """
-    from zoo_transfer.predict import predict_files, predictions_json, predictions_table
+    from zoo_transfer.predict import (
+        crop_fraction_of,
+        predict_files,
+        predictions_json,
+        predictions_table,
+    )
 
     try:
         net, names, size = _load(model, weights)
         preds = predict_files(
             net, images, class_names=names, image_size=size, top_k=top_k,
             batch_size=batch_size, errors="report", tta=tta,
+            crop_fraction=crop_fraction_of(net),
         )  # fmt: skip
     except UnknownModelError as exc:
         _fail(f"{exc} Or pass the path of a .keras file.", 2)
@@ -107,13 +114,13 @@ def evaluate_cmd(
     "samples": [{"item", "true", "true_index", "predicted", "predicted_index",
     "probability", "correct"}]}.
     """
-    from zoo_transfer.predict import evaluate, image_folder
+    from zoo_transfer.predict import crop_fraction_of, evaluate, image_folder
 
     try:
         net, names, size = _load(model, weights)
         result = evaluate(
             net, image_folder(data, names), names, batch_size=batch_size, image_size=size,
-            tta=tta,
+            tta=tta, crop_fraction=crop_fraction_of(net),
         )  # fmt: skip
     except UnknownModelError as exc:
         _fail(f"{exc} Or pass the path of a .keras file.", 2)

@@ -958,7 +958,11 @@ def _write_report(
 
     confusion, mistakes, metrics = None, [], {}
     if splits.val is not None:
-        confusion, mistakes, metrics = _confusion(model, splits.val, class_names)
+        from zoo_transfer.predict import crop_fraction_of
+
+        confusion, mistakes, metrics = _confusion(
+            model, splits.val, class_names, crop_fraction_of(model)
+        )
         _write_json(out / "metrics.json", metrics)
     resolved = {**config.to_json(), "resolved_recipe": recipe, "skipped_files": splits.skipped}
     write_report(
@@ -975,32 +979,46 @@ def _write_report(
 
 
 def _tta_note(metrics: dict[str, Any]) -> list[str]:
-    plain, flip = metrics.get("val_accuracy"), metrics.get("val_accuracy_tta_flip")
-    if plain is None or flip is None:
+    plain = metrics.get("val_accuracy")
+    tried = {n: metrics.get(f"val_accuracy_tta_{n}") for n in _TTA_VIEWS}
+    if plain is None or None in tried.values():
         return []
-    verdict = "use it" if flip > plain else "leave it off"
+    best = max(tried, key=lambda n: (tried[n], -len(_TTA_VIEWS[n])))
+    verdict = (
+        f"use --tta {best} for this data" if tried[best] > plain else "leave it off for this data"
+    )
+    shown = ", ".join(f"{n} {a:.4f} ({a - plain:+.4f})" for n, a in tried.items())
     return [
-        f"Test-time flips (evaluate/predict --tta flip): val_accuracy {flip:.4f} "
-        f"({flip - plain:+.4f} against {plain:.4f}): {verdict} for this data."
+        f"Test-time augmentation (evaluate/predict --tta), val_accuracy {plain:.4f} without: "
+        f"{shown}: {verdict}."
     ]
 
 
-def _confusion(model: Any, val: Any, class_names: list[str]) -> tuple[Any, list, dict]:
-    """Confusion matrix, misclassified images and accuracy on the validation split."""
+def _confusion(
+    model: Any, val: Any, class_names: list[str], crop_fraction: float = 0.875
+) -> tuple[Any, list, dict]:
+    """Confusion matrix, misclassified images and accuracy on the validation split, and
+    the accuracy of each test-time augmentation (`evaluate --tta`) on it."""
     import numpy as np
+
+    from zoo_transfer.predict import tta_views
 
     n = len(class_names)
     matrix = np.zeros((n, n), dtype=np.int64)
     mistakes = []
-    flip_correct = 0
+    tta_correct = dict.fromkeys(_TTA_VIEWS, 0)
     for images, labels in val:
         labels = np.asarray(labels)
         if labels.ndim == 2:
             labels = labels.argmax(-1)
-        probs = np.asarray(model.predict_on_batch(images))
-        pred = probs.argmax(-1)
-        mirrored = np.asarray(model.predict_on_batch(np.asarray(images)[:, :, ::-1]))
-        flip_correct += int(np.sum((probs + mirrored).argmax(-1) == labels))
+        # views: the images, their centre crop, and the mirror images of both
+        probs = [
+            np.asarray(model.predict_on_batch(view))
+            for view in tta_views(np.asarray(images), "flip+crop", crop_fraction)
+        ]
+        pred = probs[0].argmax(-1)
+        for name, used in _TTA_VIEWS.items():
+            tta_correct[name] += int(np.sum(sum(probs[i] for i in used).argmax(-1) == labels))
         np.add.at(matrix, (labels, pred), 1)
         for img, t, p in zip(np.asarray(images), labels, pred, strict=True):
             if t != p:
@@ -1021,8 +1039,11 @@ def _confusion(model: Any, val: Any, class_names: list[str]) -> tuple[Any, list,
     metrics = {
         "val_accuracy": float(np.trace(matrix) / total) if total else None,
         "val_images": total,
-        # test-time flips (`evaluate --tta flip`), measured: they pay only for
-        # mirror-symmetric classes
-        "val_accuracy_tta_flip": float(flip_correct / total) if total else None,
     }
+    for name, correct in tta_correct.items():  # `evaluate --tta NAME`, measured
+        metrics[f"val_accuracy_tta_{name}"] = float(correct / total) if total else None
     return matrix, mistakes, metrics
+
+
+# test-time augmentations and the views of `tta_views(..., "flip+crop")` they average
+_TTA_VIEWS = {"flip": (0, 2), "crop": (0, 1), "flip+crop": (0, 1, 2, 3)}

@@ -217,6 +217,18 @@ def _model_image_size(model: Any, default: Any = DEFAULT_IMAGE_SIZE) -> Any:
     return (int(h), int(w)) if h and w else default
 
 
+def crop_fraction_of(model: Any) -> float:
+    """The centre-crop fraction of the card of `model`'s backbone (`crop_pct`), or 0.875."""
+    from zoo_transfer.errors import NotATransferModelError
+    from zoo_transfer.recipes.stages import find_backbone
+
+    try:
+        _, card = find_backbone(model)
+    except NotATransferModelError:
+        return DEFAULT_CROP_FRACTION
+    return float(card.preprocessing.crop_pct)
+
+
 def load_for_inference(
     model_ref: str | os.PathLike, *, weights: str | os.PathLike | None = None
 ) -> LoadedModel:
@@ -351,7 +363,8 @@ def _scores_to_probs(scores: np.ndarray) -> np.ndarray:
     return scores
 
 
-TTA_CHOICES = ("none", "flip")
+TTA_CHOICES = ("none", "flip", "crop", "flip+crop")
+DEFAULT_CROP_FRACTION = 0.875  # the cards' usual `crop_pct`: ImageNet evaluation's centre crop
 
 
 def _check_tta(tta: str) -> str:
@@ -362,18 +375,48 @@ def _check_tta(tta: str) -> str:
     return tta
 
 
-def _predict_probs(model: Any, images: np.ndarray, tta: str = "none") -> np.ndarray:
-    """Class probabilities of a batch; with `tta="flip"`, the mean over the images and
-    their mirror images (left-right).
+def tta_views(images: np.ndarray, tta: str, crop_fraction: float = DEFAULT_CROP_FRACTION):
+    """The views of a batch that test-time augmentation averages over.
+
+    `"flip"`: the images and their mirror images (left-right); `"crop"`: the images and
+    their centre `crop_fraction` scaled back to the same size (the zoom of ImageNet's
+    evaluation crop, the card's `crop_pct`); `"flip+crop"`: all four.
+    """
+    images = np.asarray(images)
+    views = [images]
+    if tta in ("crop", "flip+crop"):
+        views.append(_centre_zoom(images, crop_fraction))
+    if tta in ("flip", "flip+crop"):
+        views += [view[:, :, ::-1] for view in views]
+    return views
+
+
+def _centre_zoom(images: np.ndarray, fraction: float) -> np.ndarray:
+    import keras
+
+    if not 0.0 < float(fraction) <= 1.0:
+        raise BuildArgumentError(
+            f"Expected a crop fraction in (0, 1], e.g. 0.875. Received: {fraction!r}"
+        )
+    height, width = images.shape[1:3]
+    h, w = max(1, round(height * fraction)), max(1, round(width * fraction))
+    top, left = (height - h) // 2, (width - w) // 2
+    crop = images[:, top : top + h, left : left + w].astype("float32")
+    zoomed = keras.ops.image.resize(crop, (height, width), interpolation="bilinear")
+    return np.asarray(keras.ops.convert_to_numpy(zoomed))
+
+
+def _predict_probs(
+    model: Any, images: np.ndarray, tta: str = "none", crop_fraction: float = DEFAULT_CROP_FRACTION
+) -> np.ndarray:
+    """Class probabilities of a batch, averaged over the `tta` views (`tta_views`).
 
     Flips pay only where the classes are mirror-symmetric (photos of objects, clothes),
-    and hurt where they are not (digits, text): the training report measures it on the
-    validation images (`flip TTA` in metrics.json).
+    and hurt where they are not (digits, text); crops where objects fill the centre:
+    the training report measures each on the validation images (metrics.json).
     """
-    probs = _forward(model, images)
-    if tta == "flip":
-        probs = (probs + _forward(model, np.asarray(images)[:, :, ::-1])) / 2.0
-    return probs
+    views = tta_views(images, tta, crop_fraction)
+    return sum(_forward(model, view) for view in views) / len(views)
 
 
 def _forward(model: Any, images: np.ndarray) -> np.ndarray:
@@ -433,6 +476,7 @@ def predict_files(
     batch_size: int = 32,
     errors: str = "raise",
     tta: str = "none",
+    crop_fraction: float = DEFAULT_CROP_FRACTION,
 ) -> list[ImagePrediction]:
     """The `top_k` classes of each image file, in the order of `paths`.
 
@@ -446,8 +490,11 @@ def predict_files(
         errors: `"raise"` (an `ImageFileError` at the first unreadable file) or
             `"report"` (predict the others; the unreadable ones come back with
             `error` set and no classes).
-        tta: test-time augmentation: `"none"`, or `"flip"` (the mean of the image's and
-            its mirror image's probabilities; twice the compute).
+        tta: test-time augmentation: `"none"`, `"flip"` (the mean of the image's and
+            its mirror image's probabilities; twice the compute), `"crop"` (the image
+            and its centre `crop_fraction`, zoomed) or `"flip+crop"` (4 views).
+        crop_fraction: the centre crop of `"crop"` (`load_for_inference` gives the
+            card's `crop_pct` where the model has a zoo backbone).
 
     ```python
     model, names, size = load_for_inference("flowers.keras")
@@ -479,7 +526,7 @@ def predict_files(
                 rows.append(ImagePrediction(p, [], error=str(exc)))
             else:
                 rows.append(None)  # filled below, in order
-        probs = iter(_predict_probs(model, np.stack(images), tta) if images else [])
+        probs = iter(_predict_probs(model, np.stack(images), tta, crop_fraction) if images else [])
         for p, row in zip(chunk, rows, strict=True):
             if row is None:
                 scores = next(probs)
@@ -752,6 +799,7 @@ def evaluate(
     batch_size: int = 32,
     image_size: tuple[int, int] | None = None,
     tta: str = "none",
+    crop_fraction: float = DEFAULT_CROP_FRACTION,
 ) -> EvaluationResult:
     """Evaluate a classifier: accuracy, precision/recall per class, confusion matrix.
 
@@ -763,8 +811,8 @@ def evaluate(
         class_names: `list[str]`, one per model output.
         batch_size: images per forward pass (arrays and folders).
         image_size: `(height, width)` for folder images; defaults to the model's.
-        tta: `"none"`, or `"flip"`: score the mean of each image's and its mirror
-            image's probabilities (see `predict_files`).
+        tta: `"none"`, `"flip"`, `"crop"` or `"flip+crop"`: score the mean over those
+            views of each image (see `predict_files`). crop_fraction: for `"crop"`.
 
     ```python
     model, names, size = load_for_inference("flowers.keras")
@@ -793,7 +841,7 @@ def evaluate(
         for start in range(0, len(readable), batch_size):
             chunk = readable[start : start + batch_size]
             images = np.stack([image for _, _, image in chunk])
-            probs.append(_predict_probs(model, images, tta))
+            probs.append(_predict_probs(model, images, tta, crop_fraction))
             true.append(np.asarray([label for _, label, _ in chunk]))
         items = [str(p) for p, _, _ in readable]
         if skipped:
@@ -812,7 +860,7 @@ def evaluate(
         if len(true[0]) != len(x):
             raise BuildArgumentError(f"{len(x)} images but {len(true[0])} labels.")
         for start in range(0, len(x), batch_size):
-            probs.append(_predict_probs(model, x[start : start + batch_size], tta))
+            probs.append(_predict_probs(model, x[start : start + batch_size], tta, crop_fraction))
     elif hasattr(data, "as_numpy_iterator"):  # tf.data.Dataset of batches
         for batch in data.as_numpy_iterator():
             if not isinstance(batch, tuple) or len(batch) < 2:
@@ -820,7 +868,7 @@ def evaluate(
                     "Expected a dataset of batched (images, labels) pairs. Received "
                     f"elements of type {type(batch).__name__}."
                 )
-            probs.append(_predict_probs(model, batch[0], tta))
+            probs.append(_predict_probs(model, batch[0], tta, crop_fraction))
             true.append(_labels_to_indices(batch[1], k))
     else:
         raise BuildArgumentError(

@@ -71,12 +71,15 @@ def test_evaluate_scores_the_validation_images_as_the_run_did_with_and_without_f
                             "--format", "json", "--tta", "flip").stdout)  # fmt: skip
     assert plain["accuracy"] == pytest.approx(metrics["val_accuracy"], abs=1e-6)
     assert flip["accuracy"] == pytest.approx(metrics["val_accuracy_tta_flip"], abs=1e-6)
+    crop = json.loads(shell("evaluate", str(out / "final.keras"), "--data", str(val),
+                            "--format", "json", "--tta", "crop").stdout)  # fmt: skip
+    assert crop["accuracy"] == pytest.approx(metrics["val_accuracy_tta_crop"], abs=1e-6)
     html = (out / "report.html").read_text()
-    assert "Test-time flips" in html
+    assert "Test-time augmentation (evaluate/predict --tta)" in html
 
 
 def test_a_bad_tta_value_is_refused_with_the_choices(run):
     out, val, _ = run
     proc = shell("evaluate", str(out / "final.keras"), "--data", str(val), "--tta", "rotate",
                  check=False)  # fmt: skip
-    assert proc.returncode == 2 and "'none'" in proc.stderr and "'flip'" in proc.stderr
+    assert proc.returncode == 2 and "'none'" in proc.stderr and "'flip+crop'" in proc.stderr

@@ -144,4 +144,5 @@ def test_confusion_keeps_every_mistake_and_interleaves_the_true_classes():
     matrix, mistakes, metrics = _confusion(AlwaysClass2(), batches, ["a", "b", "c"])
     assert matrix.tolist() == [[0, 0, 3], [0, 0, 2], [0, 0, 1]]
     assert [m[1] for m in mistakes] == ["a", "b", "a", "b", "a"]  # round robin, all kept
-    assert metrics == {"val_accuracy": 1 / 6, "val_images": 6, "val_accuracy_tta_flip": 1 / 6}
+    tta = {f"val_accuracy_tta_{n}": 1 / 6 for n in ("flip", "crop", "flip+crop")}
+    assert metrics == {"val_accuracy": 1 / 6, "val_images": 6, **tta}

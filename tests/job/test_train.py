@@ -180,10 +180,11 @@ def test_drop_empty_classes_trains_on_the_other_classes(tmp_path, make_folder):
 @pytest.mark.parametrize(
     "extra, cached",
     [
-        (["--augment", "none"], True),
-        (["--augment", "light"], False),  # augmentation cannot be precomputed
-        (["--augment", "none", "--no-cache-features"], False),
-        (["--augment", "none", "--unfreeze", "1:stage3"], False),
+        (["--recipe", "small-similar", "--augment", "none"], True),
+        (["--recipe", "small-similar", "--augment", "light"], False),  # not precomputable
+        (["--recipe", "small-similar", "--augment", "none", "--no-cache-features"], False),
+        (["--recipe", "small-similar", "--augment", "none", "--unfreeze", "1:stage3"], False),
+        (["--augment", "none"], False),  # the default, lp-ft, fine-tunes every stage
     ],
 )
 def test_cached_features_are_used_exactly_when_they_apply(digit_folder, tmp_path, extra, cached):

@@ -54,9 +54,41 @@ def test_predict_files_with_flips_equals_the_mean(model_and_images, tmp_path):
         np.testing.assert_allclose([top[n] for n in "abc"], row, rtol=1e-5)
 
 
+def test_crop_averages_the_image_and_its_zoomed_centre(model_and_images):
+    from zoo_transfer.predict import evaluate, tta_views
+
+    model, x = model_and_images
+    y = np.zeros(len(x), int)
+    ramp = np.broadcast_to(np.linspace(0, 248, 32, dtype="float32")[None, None, :, None],
+                           (1, 32, 32, 3))  # fmt: skip
+    views = tta_views(ramp, "crop", 0.75)
+    assert len(views) == 2 and views[1].shape == ramp.shape
+    # the centre 24 of 32 columns (4 to 27), scaled back to 32: the ramp from 32 to 216
+    zoomed = views[1][0, 16, :, 0]
+    assert zoomed[0] == pytest.approx(32, abs=6) and zoomed[-1] == pytest.approx(216, abs=6)
+    assert np.all(np.diff(zoomed) > 0) and np.allclose(views[0], ramp)
+    plain = np.asarray(model.predict(x, verbose=0))
+    zoomed = np.asarray(model.predict(tta_views(x, "crop", 0.75)[1], verbose=0))
+    result = evaluate(model, (x, y), ["a", "b", "c"], tta="crop", crop_fraction=0.75)
+    np.testing.assert_allclose(result.probability, ((plain + zoomed) / 2).max(axis=1), rtol=1e-5)
+    four = tta_views(x, "flip+crop", 0.75)
+    assert len(four) == 4
+    np.testing.assert_array_equal(four[3], four[1][:, :, ::-1])
+    with pytest.raises(BuildArgumentError, match="crop fraction"):
+        evaluate(model, (x, y), ["a", "b", "c"], tta="crop", crop_fraction=1.5)
+
+
+def test_the_crop_fraction_comes_from_the_card(model_and_images):
+    from zoo_transfer.predict import crop_fraction_of
+    from zoo_transfer.registry import get_card
+
+    model, _ = model_and_images
+    assert crop_fraction_of(model) == get_card("digitnet").preprocessing.crop_pct
+
+
 def test_an_unknown_tta_names_the_choices(model_and_images):
     from zoo_transfer.predict import evaluate
 
     model, x = model_and_images
-    with pytest.raises(BuildArgumentError, match="none, flip"):
+    with pytest.raises(BuildArgumentError, match="none, flip, crop, flip\\+crop"):
         evaluate(model, (x, np.zeros(len(x), int)), ["a", "b", "c"], tta="rotate")
