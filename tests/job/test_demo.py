@@ -42,6 +42,8 @@ def test_demo_compares_like_with_like():
     assert transfer.weights == "imagenet" and scratch.weights == "none"
     same = ("model", "data", "epochs", "progressive", "batch_size", "augment", "seed", "lr")
     assert all(getattr(transfer, k) == getattr(scratch, k) for k in same)
+    # the held-out images are the validation split: nothing may be chosen on them
+    assert transfer.final == scratch.final == "last"
     assert transfer.recipe == "small-similar" and transfer.unfreeze
     assert scratch.recipe == "large-similar"  # every layer trains from random weights
 
