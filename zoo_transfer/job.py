@@ -979,11 +979,13 @@ def _write_report(
 
 
 def _tta_note(metrics: dict[str, Any]) -> list[str]:
+    from zoo_transfer.predict import TTA_VIEWS
+
     plain = metrics.get("val_accuracy")
-    tried = {n: metrics.get(f"val_accuracy_tta_{n}") for n in _TTA_VIEWS}
+    tried = {n: metrics.get(f"val_accuracy_tta_{n}") for n in TTA_VIEWS if n != "none"}
     if plain is None or None in tried.values():
         return []
-    best = max(tried, key=lambda n: (tried[n], -len(_TTA_VIEWS[n])))
+    best = max(tried, key=lambda n: (tried[n], -len(TTA_VIEWS[n])))
     verdict = (
         f"use --tta {best} for this data" if tried[best] > plain else "leave it off for this data"
     )
@@ -1001,12 +1003,13 @@ def _confusion(
     the accuracy of each test-time augmentation (`evaluate --tta`) on it."""
     import numpy as np
 
-    from zoo_transfer.predict import tta_views
+    from zoo_transfer.predict import TTA_VIEWS, tta_views
 
     n = len(class_names)
     matrix = np.zeros((n, n), dtype=np.int64)
     mistakes = []
-    tta_correct = dict.fromkeys(_TTA_VIEWS, 0)
+    tried = {name: used for name, used in TTA_VIEWS.items() if name != "none"}
+    tta_correct = dict.fromkeys(tried, 0)
     for images, labels in val:
         labels = np.asarray(labels)
         if labels.ndim == 2:
@@ -1017,7 +1020,7 @@ def _confusion(
             for view in tta_views(np.asarray(images), "flip+crop", crop_fraction)
         ]
         pred = probs[0].argmax(-1)
-        for name, used in _TTA_VIEWS.items():
+        for name, used in tried.items():
             tta_correct[name] += int(np.sum(sum(probs[i] for i in used).argmax(-1) == labels))
         np.add.at(matrix, (labels, pred), 1)
         for img, t, p in zip(np.asarray(images), labels, pred, strict=True):
@@ -1043,7 +1046,3 @@ def _confusion(
     for name, correct in tta_correct.items():  # `evaluate --tta NAME`, measured
         metrics[f"val_accuracy_tta_{name}"] = float(correct / total) if total else None
     return matrix, mistakes, metrics
-
-
-# test-time augmentations and the views of `tta_views(..., "flip+crop")` they average
-_TTA_VIEWS = {"flip": (0, 2), "crop": (0, 1), "flip+crop": (0, 1, 2, 3)}

@@ -363,7 +363,10 @@ def _scores_to_probs(scores: np.ndarray) -> np.ndarray:
     return scores
 
 
-TTA_CHOICES = ("none", "flip", "crop", "flip+crop")
+# each test-time augmentation: the views it averages, as indices into (the images, their
+# centre crop, their mirror images, the mirrored crop); `tta_views` returns them in order
+TTA_VIEWS = {"none": (0,), "flip": (0, 2), "crop": (0, 1), "flip+crop": (0, 1, 2, 3)}
+TTA_CHOICES = tuple(TTA_VIEWS)
 DEFAULT_CROP_FRACTION = 0.875  # the cards' usual `crop_pct`: ImageNet evaluation's centre crop
 
 
@@ -383,12 +386,12 @@ def tta_views(images: np.ndarray, tta: str, crop_fraction: float = DEFAULT_CROP_
     evaluation crop, the card's `crop_pct`); `"flip+crop"`: all four.
     """
     images = np.asarray(images)
-    views = [images]
-    if tta in ("crop", "flip+crop"):
-        views.append(_centre_zoom(images, crop_fraction))
-    if tta in ("flip", "flip+crop"):
-        views += [view[:, :, ::-1] for view in views]
-    return views
+    used = TTA_VIEWS[tta]
+    crop = _centre_zoom(images, crop_fraction) if {1, 3} & set(used) else None
+    views = {0: images, 1: crop, 2: images[:, :, ::-1]}
+    if crop is not None:
+        views[3] = crop[:, :, ::-1]
+    return [views[i] for i in used]
 
 
 def _centre_zoom(images: np.ndarray, fraction: float) -> np.ndarray:
