@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from zoo_transfer.errors import BuildArgumentError, WeightsMismatchError
+from zoo_transfer.errors import BuildArgumentError, LayerReferenceError, WeightsMismatchError
 from zoo_transfer.registry import Card, get_card
 
 from ._keras_apps import instantiate, resolve_tap
@@ -411,7 +411,7 @@ def assemble(
         ref = _cut_ref(card, cut)
         try:
             tap = resolve_tap(full, ref)
-        except ValueError as exc:
+        except LayerReferenceError as exc:
             raise BuildArgumentError(
                 f"Unknown cut {cut!r} for {card.name}: {exc} Stages: {', '.join(card.stage_names)}."
             ) from None
@@ -627,7 +627,7 @@ def feature_extractor(
     for c in cuts:
         try:
             taps.append(resolve_tap(full, _cut_ref(card, c)))
-        except ValueError as exc:
+        except LayerReferenceError as exc:
             raise BuildArgumentError(f"Unknown cut {c!r} for {card.name}: {exc}") from None
     backbone = keras.Model(full.input, taps, name=card.arch)
     backbone.zoo_card = card.name

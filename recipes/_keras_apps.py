@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from zoo_transfer.errors import CardValidationError
+from zoo_transfer.errors import CardValidationError, LayerReferenceError
 from zoo_transfer.registry import LAYER_REF_RE, Card
 
 
@@ -89,26 +89,29 @@ def resolve_tap(model: Any, ref: str) -> Any:
 
     `ref` is a layer name, or `"name+N"`: the output reached by following the single
     consumer of layer `name` N times (for outputs of auto-named layers or bare ops).
-    Raises `ValueError` naming the reference when it does not resolve.
+    Raises `LayerReferenceError` (a `ValueError`) naming the reference when it does not
+    resolve.
     """
     m = LAYER_REF_RE.match(ref)
     if not m:
-        raise ValueError(f"Bad layer reference {ref!r}: expected 'name' or 'name+N'.")
+        raise LayerReferenceError(f"Bad layer reference {ref!r}: expected 'name' or 'name+N'.")
     try:
         tensor = model.get_layer(m.group("name")).output
     except ValueError:
-        raise ValueError(
+        raise LayerReferenceError(
             f"Layer {m.group('name')!r} (from reference {ref!r}) is not in model {model.name!r}."
         ) from None
     for hop in range(int(m.group("hops") or 0)):
         nodes = _consumers(model, tensor)
         if len(nodes) != 1:
-            raise ValueError(
+            raise LayerReferenceError(
                 f"Reference {ref!r}: hop {hop + 1} is ambiguous in {model.name!r} "
                 f"({len(nodes)} consumers); pick a named layer instead."
             )
         outputs = nodes[0].outputs
         if len(outputs) != 1:
-            raise ValueError(f"Reference {ref!r}: hop {hop + 1} reaches a multi-output op.")
+            raise LayerReferenceError(
+                f"Reference {ref!r}: hop {hop + 1} reaches a multi-output op."
+            )
         tensor = outputs[0]
     return tensor

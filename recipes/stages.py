@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from zoo_transfer.errors import LayerReferenceError
 from zoo_transfer.registry import Card, get_card
 
 from ._keras_apps import resolve_tap
@@ -45,7 +46,7 @@ def stage_of_layers(backbone: Any, card: Card) -> dict[str, str]:
     for stage in card.stages:
         try:
             tap = resolve_tap(backbone, stage.layer)
-        except ValueError:  # cut before this stage: it is not in the backbone
+        except LayerReferenceError:  # cut before this stage: it is not in the backbone
             break
         deps = ancestors(tap)
         for layer in backbone.layers:

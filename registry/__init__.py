@@ -21,6 +21,7 @@ from ._registry import (
     load_family_file,
     register_model,
 )
+from .imagenet import imagenet_class_index, imagenet_class_names
 
 __all__ = [
     "LAYER_REF_RE",
@@ -33,6 +34,8 @@ __all__ = [
     "WeightsFile",
     "card_from_dict",
     "get_card",
+    "imagenet_class_index",
+    "imagenet_class_names",
     "list_models",
     "load_family_file",
     "register_model",

@@ -426,7 +426,10 @@ def resolve_package_url(url: str) -> str:
     except (ImportError, ValueError):
         spec = None
     if spec is None or not spec.submodule_search_locations:
-        raise ValueError(
+        raise CardValidationError(
+            url,
+            None,
+            "url",
             f"Expected `package://PKG/...` to name an installed Python package. Received: "
             f"{url!r}, and {parts.netloc!r} is not an installed package."
         )
@@ -437,8 +440,8 @@ def resolve_package_url(url: str) -> str:
 def _resolve_url(c: _Checker, url: str) -> str:
     try:
         return resolve_package_url(url)
-    except ValueError as exc:
-        c.fail("url", str(exc))
+    except CardValidationError as exc:
+        c.fail("url", exc.problem)
         raise  # unreachable: fail() raises
 
 

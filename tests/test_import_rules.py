@@ -19,6 +19,8 @@ PACKAGES = {  # installed name -> folder (setup.cfg's package_dir)
     "zoo_transfer": ROOT / "zoo_transfer",
     "zoo_transfer.registry": ROOT / "registry",
     "zoo_transfer.recipes": ROOT / "recipes",
+    # subpackages are packages of their own: their `_private` modules are theirs alone
+    "zoo_transfer.cli": ROOT / "zoo_transfer" / "cli",
 }
 
 

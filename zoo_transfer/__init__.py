@@ -46,8 +46,9 @@ _LAZY = {
 # Public submodules, reachable as attributes (`zoo_transfer.data.load(...)`) and imported
 # on first access, like the names above.
 _SUBMODULES = (
-    "backup", "cached", "callbacks", "data", "demo", "folders", "job", "linear_head",
-    "optimizers", "predict", "recipes", "registry", "report", "saving", "training",
+    "backup", "cached", "callbacks", "data", "demo", "evaluate", "folders", "input_spec",
+    "job", "linear_head", "model_file", "optimizers", "predict", "recipes", "registry",
+    "report", "saving", "training",
 )  # fmt: skip
 
 

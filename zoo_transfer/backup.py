@@ -88,7 +88,7 @@ def _generators(model: Any) -> list[Any]:
 def _load(model: Any, backup: _Backup) -> None:
     state = json.loads(backup.state.read_text())
     if int(state["epoch"]) != backup.epoch:
-        raise ValueError(f"state.json says epoch {state['epoch']}, the name {backup.epoch}")
+        raise BackupError(f"state.json says epoch {state['epoch']}, the name {backup.epoch}")
     if model.optimizer is not None and not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)  # its slots must exist to load
     model.load_weights(backup.weights)

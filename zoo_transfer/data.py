@@ -53,7 +53,7 @@ from typing import Any
 
 import numpy as np
 
-from zoo_transfer._memory import available_memory as _available_memory
+from zoo_transfer.memory import available_memory as _available_memory
 from zoo_transfer.errors import BuildArgumentError, DataError, DataWarning
 from zoo_transfer.folders import IMAGE_EXTENSIONS, list_image_folder
 

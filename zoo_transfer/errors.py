@@ -40,6 +40,7 @@ class CardValidationError(ZooTransferError, ValueError):
         self.source = source
         self.card = card
         self.field = field
+        self.problem = problem
         where = f"{source}: card {card!r}" if card else source
         super().__init__(f"{where}: field {field!r}: {problem}")
 
@@ -72,6 +73,14 @@ class UnknownStageError(ZooTransferError, KeyError):
 
     def __str__(self) -> str:  # KeyError would show the message in quotes
         return self.args[0]
+
+
+class LayerReferenceError(ZooTransferError, ValueError):
+    """A card's layer reference (`"name"` or `"name+N"`) that does not resolve in the model."""
+
+
+class OptimizerMismatchError(ZooTransferError, ValueError):
+    """Optimizer state or variables that do not belong to the model being trained."""
 
 
 class NotATransferModelError(ZooTransferError, ValueError):

@@ -31,7 +31,7 @@ from typing import Any
 
 import keras
 
-from zoo_transfer.errors import BuildArgumentError
+from zoo_transfer.errors import BuildArgumentError, OptimizerMismatchError
 
 
 @keras.saving.register_keras_serializable(package="zoo_transfer")
@@ -248,7 +248,7 @@ class GroupedOptimizer(keras.optimizers.MultiOptimizer):
                 continue
             value = np.asarray(left.pop(variable.path))
             if tuple(value.shape) != tuple(variable.shape):
-                raise ValueError(
+                raise OptimizerMismatchError(
                     f"Saved optimizer state {variable.path} has shape {value.shape}, but the "
                     f"model needs {tuple(variable.shape)}. The file belongs to another model."
                 )
@@ -277,7 +277,7 @@ class GroupedOptimizer(keras.optimizers.MultiOptimizer):
         for grad, var in zip(grads, trainable_variables, strict=True):
             key = self._var_key(var)
             if key not in self._var_to_optimizer_idx:
-                raise ValueError(
+                raise OptimizerMismatchError(
                     f"Variable {var.path} was not known when the optimizer was built. "
                     "Compile with zoo_transfer.transfer_optimizer(model, ...) so it covers "
                     "every layer that may be unfrozen."

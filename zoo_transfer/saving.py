@@ -50,6 +50,7 @@ def save_for_inference(
     *,
     class_names: Sequence[str] | None = None,
     image_size: int | None = None,
+    input_spec: Any = None,
 ) -> Path:
     """Write `model` as a plain Keras `.keras` file (architecture and weights), atomically.
 
@@ -57,12 +58,14 @@ def save_for_inference(
         model: a built Keras model (compiled or not).
         path: the `.keras` file to write; an existing file is replaced only once the new
             one is complete.
-        class_names: `list[str]`, embedded in the file (`zoo_transfer.predict.read_labels`).
+        class_names: `list[str]`, embedded in the file (`zoo_transfer.model_file.read_labels`).
         image_size: the side the model was trained at, embedded with the names.
+        input_spec: `zoo_transfer.input_spec.InputSpec`, how training read its images,
+            embedded with the names (`read_input_spec`); it says the side too.
 
     Returns the path written.
     """
-    from zoo_transfer.predict import embed_labels
+    from zoo_transfer.model_file import embed_labels
 
     target = Path(path)
     ensure_room(target.parent, model)
@@ -72,7 +75,7 @@ def save_for_inference(
         with failed_writes_closed(target):
             inference_copy(model).save(tmp)
             if class_names is not None:
-                embed_labels(tmp, class_names, image_size=image_size)
+                embed_labels(tmp, class_names, image_size=image_size, input_spec=input_spec)
             os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):

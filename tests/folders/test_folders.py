@@ -34,7 +34,7 @@ def test_hidden_folders_and_files_are_never_classes_or_samples(messy):
 
 def test_training_and_evaluation_read_the_same_files(messy):
     from zoo_transfer import data
-    from zoo_transfer.predict import image_folder
+    from zoo_transfer.evaluate import image_folder
 
     splits = data.load(str(messy), image_size=32, validation_split=None, augment="none")
     evaluated = image_folder(messy)
@@ -80,7 +80,7 @@ def test_tiff_files_are_skipped_and_counted_by_every_reader(messy, tmp_path, fre
     import zoo_transfer
     from zoo_transfer import data
     from zoo_transfer.errors import DataWarning
-    from zoo_transfer.predict import evaluate, image_folder
+    from zoo_transfer.evaluate import evaluate, image_folder
 
     Image.open(messy / "5" / "000.png").save(messy / "5" / "scan.tif")
     Image.open(messy / "6" / "000.png").save(messy / "6" / "scan.TIFF")

@@ -78,7 +78,7 @@ def test_two_bad_files_are_skipped_and_reported(finished_run):
 
 
 def test_final_model_predicts_like_evaluate_with_its_labels(finished_run, digit_folder):
-    from zoo_transfer.predict import read_labels
+    from zoo_transfer.model_file import read_labels
 
     out, _, _ = finished_run
     assert read_labels(out / "final.keras") == ["5", "6", "7", "8", "9"]
@@ -207,7 +207,7 @@ def test_cached_features_are_used_exactly_when_they_apply(digit_folder, tmp_path
 def test_mixed_precision_run_unfreezes_and_leaves_the_global_policy_alone(digit_folder, tmp_path):
     import keras
 
-    from zoo_transfer.predict import load_for_inference
+    from zoo_transfer.model_file import load_for_inference
 
     out = tmp_path / "mixed"
     args = [*TRAIN, "--data", str(digit_folder), "--epochs", "2", "--image-size", "32",

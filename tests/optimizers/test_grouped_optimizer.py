@@ -169,3 +169,17 @@ def test_unfreezing_part_of_a_group_needs_per_layer(fresh_keras, small_data):
     )
     assert int(opt._by_unit["conv_1"].iterations.numpy()) == 2
     assert int(opt._by_unit["expanded_conv_10_project"].iterations.numpy()) == 1
+
+
+def test_a_variable_outside_the_model_names_the_fix(fresh_keras):
+    import keras
+
+    from zoo_transfer.errors import OptimizerMismatchError
+
+    model = zoo_transfer.build("digitnet", 3, weights=None)
+    optimizer = transfer_optimizer(model)
+    optimizer.build(model.trainable_variables)
+    stranger = keras.Variable(np.zeros(2, "float32"), name="stranger")
+    with pytest.raises(OptimizerMismatchError, match="transfer_optimizer"):
+        optimizer.apply([np.ones(2, "float32")], [stranger])
+    assert not np.any(stranger.numpy())  # nothing was applied

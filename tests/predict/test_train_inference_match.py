@@ -23,7 +23,8 @@ def test_predict_on_the_files_equals_the_validation_pipeline(fresh_keras, tmp_pa
     import zoo_transfer
     from zoo_transfer import data
     from zoo_transfer.folders import list_image_folder
-    from zoo_transfer.predict import load_for_inference, load_image, predict_files
+    from zoo_transfer.model_file import load_for_inference
+    from zoo_transfer.predict import load_image, predict_files
     from zoo_transfer.saving import save_for_inference
     from zoo_transfer.training import fit_transfer
 

@@ -21,7 +21,7 @@ def model_and_images(fresh_keras):
 
 
 def test_flip_averages_the_image_and_its_mirror(model_and_images):
-    from zoo_transfer.predict import evaluate
+    from zoo_transfer.evaluate import evaluate
 
     model, x = model_and_images
     y = np.array([0, 1, 2, 0, 1, 2])
@@ -55,7 +55,8 @@ def test_predict_files_with_flips_equals_the_mean(model_and_images, tmp_path):
 
 
 def test_crop_averages_the_image_and_its_zoomed_centre(model_and_images):
-    from zoo_transfer.predict import evaluate, tta_views
+    from zoo_transfer.evaluate import evaluate
+    from zoo_transfer.predict import tta_views
 
     model, x = model_and_images
     y = np.zeros(len(x), int)
@@ -79,15 +80,15 @@ def test_crop_averages_the_image_and_its_zoomed_centre(model_and_images):
 
 
 def test_the_crop_fraction_comes_from_the_card(model_and_images):
-    from zoo_transfer.predict import crop_fraction_of
+    from zoo_transfer.input_spec import InputSpec
     from zoo_transfer.registry import get_card
 
     model, _ = model_and_images
-    assert crop_fraction_of(model) == get_card("digitnet").preprocessing.crop_pct
+    assert InputSpec.of_model(model).crop_fraction == get_card("digitnet").preprocessing.crop_pct
 
 
 def test_an_unknown_tta_names_the_choices(model_and_images):
-    from zoo_transfer.predict import evaluate
+    from zoo_transfer.evaluate import evaluate
 
     model, x = model_and_images
     with pytest.raises(BuildArgumentError, match="none, flip, crop, flip\\+crop"):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from zoo_transfer.errors import CardValidationError
+from zoo_transfer.errors import LayerReferenceError
 from zoo_transfer.recipes import constructor, instantiate, resolve_tap
 from zoo_transfer.registry import get_card
 
@@ -40,11 +41,11 @@ def test_plain_name_and_hops(tiny):
 
 
 def test_bad_references_name_the_problem(tiny):
-    with pytest.raises(ValueError, match="'nope' .*not in model 'tiny'"):
+    with pytest.raises(LayerReferenceError, match="'nope' .*not in model 'tiny'"):
         resolve_tap(tiny, "nope")
-    with pytest.raises(ValueError, match="ambiguous"):
+    with pytest.raises(LayerReferenceError, match="ambiguous"):
         resolve_tap(tiny, "conv_a+3")  # the add feeds conv_b and conv_c
-    with pytest.raises(ValueError, match="Bad layer reference"):
+    with pytest.raises(LayerReferenceError, match="Bad layer reference"):
         resolve_tap(tiny, "conv_a+x")
 
 

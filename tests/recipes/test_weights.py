@@ -87,7 +87,7 @@ def fake_zoo(monkeypatch, tmp_path, mobilenet_025_models, write_legacy_h5):
     registry.register(card)
     monkeypatch.setattr(registry_module, "REGISTRY", registry)
     monkeypatch.setattr("zoo_transfer.recipes._build.get_card", registry.get)
-    monkeypatch.setattr("zoo_transfer.cli.REGISTRY", registry)
+    monkeypatch.setattr("zoo_transfer.cli.catalog.REGISTRY", registry)
     home = tmp_path / "keras_home"
     monkeypatch.setenv("KERAS_HOME", str(home))
     return registry.get("zt_mobilenet"), home

@@ -51,6 +51,8 @@ def test_package_url_resolution():
         card_from_dict(data, "test.json")
     assert info.value.field == "weights_top.url"
     assert "no_such_package_zt" in str(info.value)
+    with pytest.raises(CardValidationError, match="not an installed package"):
+        resolve_package_url("package://no_such_package_zt/w.h5")  # the public call too
 
 
 def test_card_matches_the_model(fresh_keras):

@@ -1,4 +1,4 @@
-"""The `zoo-transfer` command line.
+"""`zoo-transfer list`, `info`, `validate` and `fetch`: the registry from the shell.
 
 `list`, `info` and `validate` read the registry only, so they start fast and never
 import TensorFlow or Keras.
@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from zoo_transfer._cli_common import fail as _fail
+from zoo_transfer.cli.common import fail as _fail
 from zoo_transfer.errors import UnknownModelError, ZooTransferError
 from zoo_transfer.registry import REGISTRY, Card, card_from_dict, load_family_file
 
@@ -50,13 +50,7 @@ def _qualified(constructor: str) -> str:
     return f"keras.applications.{constructor}"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="zoo-transfer")
-def cli() -> None:
-    """zoo-transfer: correct transfer learning for Keras, from a verified model zoo."""
-
-
-@cli.command("list")
+@click.command("list")
 @click.argument("pattern", required=False)
 @click.option("--family", help="Only models of this family, e.g. efficientnet.")
 @click.option(
@@ -86,7 +80,7 @@ def list_cmd(pattern: str | None, family: str | None, fmt: str) -> None:
     click.echo(f"{len(cards)} models")
 
 
-@cli.command("info")
+@click.command("info")
 @click.argument("name")
 @click.option("--format", "fmt", type=FORMAT, default="table", show_default=True)
 def info_cmd(name: str, fmt: str) -> None:
@@ -158,7 +152,7 @@ def _fmt3(v: Any) -> str:
     return "(" + ", ".join(f"{x:.4g}" for x in v) + ")"
 
 
-@cli.command("validate")
+@click.command("validate")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def validate_cmd(path: Path) -> None:
     """Check a card file (one card, or a family file with "cards") against the schema,
@@ -187,7 +181,7 @@ def validate_cmd(path: Path) -> None:
     click.echo(f"{path}: {len(cards)} valid card(s): " + ", ".join(c.name for c in cards))
 
 
-@cli.command("fetch")
+@click.command("fetch")
 @click.argument("names", nargs=-1, required=True)
 @click.option(
     "--to",
@@ -215,20 +209,3 @@ def fetch_cmd(names: tuple[str, ...], to: Path | None) -> None:
                 failed += 1
     if failed:
         sys.exit(1)
-
-
-from zoo_transfer._cli_predict import evaluate_cmd, predict_cmd  # noqa: E402
-from zoo_transfer._cli_train import demo_cmd, train_cmd  # noqa: E402
-
-cli.add_command(predict_cmd)
-cli.add_command(evaluate_cmd)
-cli.add_command(train_cmd)
-cli.add_command(demo_cmd)
-
-
-def main() -> None:
-    cli(prog_name="zoo-transfer")
-
-
-if __name__ == "__main__":
-    main()

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import click
 
-from zoo_transfer._cli_common import fail as _fail
-from zoo_transfer._quiet import import_tensorflow_quietly
+from zoo_transfer.cli._quiet import import_tensorflow_quietly
+from zoo_transfer.cli.common import fail as _fail
 from zoo_transfer.errors import TrainingInterrupted, ZooTransferError
 
 

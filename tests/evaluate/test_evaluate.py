@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from zoo_transfer.errors import ImageFileError, LabelMismatchError
-from zoo_transfer.predict import EvaluationResult, evaluate, image_folder
+from zoo_transfer.evaluate import EvaluationResult, evaluate, image_folder
 
 
 def test_image_folder_lists_classes_in_sorted_order(color_folder):

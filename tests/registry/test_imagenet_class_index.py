@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from zoo_transfer.predict import imagenet_class_index, imagenet_class_names
+from zoo_transfer.registry import imagenet_class_index, imagenet_class_names
 
 ROOT = Path(__file__).resolve().parents[2]
-ASSET = ROOT / "zoo_transfer" / "assets" / "imagenet_class_index.json"
+ASSET = ROOT / "registry" / "imagenet_class_index.json"
 
 
 def tfds_wnids() -> set[str]:

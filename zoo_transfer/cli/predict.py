@@ -9,11 +9,12 @@ from pathlib import Path
 
 import click
 
-from zoo_transfer._cli_common import fail as _fail
+from zoo_transfer.cli.common import fail as _fail
 from zoo_transfer.errors import UnknownModelError, ZooTransferError
+from zoo_transfer.predict import TTA_CHOICES
 
 FORMAT = click.Choice(["table", "json"])
-TTA = click.Choice(["none", "flip", "crop", "flip+crop"])
+TTA = click.Choice(TTA_CHOICES)
 TTA_HELP = (
     "Test-time augmentation: average over the image and its mirror image (flip), its "
     "centre crop zoomed by the card's crop_pct (crop), or all four views. The training "
@@ -26,10 +27,10 @@ WEIGHTS_HELP = (
 
 
 def _load(model: str, weights: Path | None):
-    from zoo_transfer._quiet import import_tensorflow_quietly
+    from zoo_transfer.cli._quiet import import_tensorflow_quietly
 
     import_tensorflow_quietly()
-    from zoo_transfer.predict import load_for_inference
+    from zoo_transfer.model_file import load_for_inference
 
     return load_for_inference(model, weights=weights)
 
@@ -61,19 +62,14 @@ def predict_cmd(
     JSON output: a list of {"path", "top": [{"rank", "class", "index", "probability"}]},
     with "error" (and an empty "top") for an image that could not be read.
     """
-    from zoo_transfer.predict import (
-        crop_fraction_of,
-        predict_files,
-        predictions_json,
-        predictions_table,
-    )
+    from zoo_transfer.predict import predict_files, predictions_json, predictions_table
 
     try:
-        net, names, size = _load(model, weights)
+        loaded = _load(model, weights)
         preds = predict_files(
-            net, images, class_names=names, image_size=size, top_k=top_k,
-            batch_size=batch_size, errors="report", tta=tta,
-            crop_fraction=crop_fraction_of(net),
+            loaded.model, images, class_names=loaded.class_names, image_size=loaded.image_size,
+            input_spec=loaded.input_spec, top_k=top_k, batch_size=batch_size, errors="report",
+            tta=tta,
         )  # fmt: skip
     except UnknownModelError as exc:
         _fail(f"{exc} Or pass the path of a .keras file.", 2)
@@ -114,13 +110,14 @@ def evaluate_cmd(
     "samples": [{"item", "true", "true_index", "predicted", "predicted_index",
     "probability", "correct"}]}.
     """
-    from zoo_transfer.predict import crop_fraction_of, evaluate, image_folder
+    from zoo_transfer.evaluate import evaluate, image_folder
 
     try:
-        net, names, size = _load(model, weights)
+        loaded = _load(model, weights)
+        names = loaded.class_names
         result = evaluate(
-            net, image_folder(data, names), names, batch_size=batch_size, image_size=size,
-            tta=tta, crop_fraction=crop_fraction_of(net),
+            loaded.model, image_folder(data, names), names, batch_size=batch_size,
+            image_size=loaded.image_size, input_spec=loaded.input_spec, tta=tta,
         )  # fmt: skip
     except UnknownModelError as exc:
         _fail(f"{exc} Or pass the path of a .keras file.", 2)

@@ -16,7 +16,7 @@ from zoo_transfer.errors import (
     UnknownModelError,
     ZooTransferError,
 )
-from zoo_transfer.predict import (
+from zoo_transfer.model_file import (
     LABELS_ENTRY,
     embed_labels,
     load_for_inference,
