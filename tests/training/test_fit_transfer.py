@@ -111,6 +111,6 @@ def test_the_fit_step_is_composed_in_one_place():
         "zoo_transfer/training.py:.fit_cached_head",
         "zoo_transfer/training.py:model.fit",
     ]
-    job = (ROOT / "zoo_transfer" / "job.py").read_text(encoding="utf-8")
+    job = (ROOT / "zoo_transfer" / "job" / "runner.py").read_text(encoding="utf-8")
     training = (ROOT / "zoo_transfer" / "training.py").read_text(encoding="utf-8")
     assert "fit_transfer(" in job and training.count("fit_transfer(") >= 2  # + fine_tune

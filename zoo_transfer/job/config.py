@@ -1,0 +1,223 @@
+"""The job's settings: `JobConfig` (saved as `config.json`), `JobResult`, and the CLI text parsers.
+
+This module owns what a run is asked to do, checked as soon as it is built, so a bad
+option fails before any data is read or any folder touched: the allowed values
+(recipes, strategies, `final`, precisions, the embedded data set), the epoch counting
+(from 1, as Keras prints them; `config.json` of 0.1 counted from 0 and still loads),
+and the parsers that turn `zoo-transfer train`'s option text into these values. It
+imports no Keras, so the CLI can check options cheaply.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zoo_transfer.errors import BuildArgumentError
+
+RECIPE_NAMES = (
+    "auto",
+    "lp-ft",
+    "small-similar",
+    "small-different",
+    "large-similar",
+    "large-different",
+)
+STRATEGIES = ("auto", "mirrored", "tpu", "multiworker")
+FINAL_CHOICES = ("best", "last")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+EMBEDDED_DATA = "zoo:digits"  # the demo's digits, shipped with the package
+_COUNTED_FROM = "epochs_count_from"  # in config.json: 1 (0.1 wrote 0-based epochs, no key)
+
+
+@dataclass
+class JobConfig:
+    """Everything a training run needs; saved as `config.json` in the out folder.
+
+    Args:
+        model: a zoo name (`zoo-transfer list`).
+        data: a data source for `zoo_transfer.data.load` (folder, `tfds:NAME[:SPLIT]`) or
+            `"zoo:digits"` (the embedded demo data).
+        epochs: total epochs.
+        recipe: `auto` (`lp-ft`: a linear probe, then fine-tuning; measured best on
+            every task of the defaults sweep) or a named recipe.
+        similar: whether the data resembles the pretraining data (progressive
+            resizing's BatchNorm handling).
+        probe: fit the head to convergence on the frozen backbone's features before
+            the epochs (`training.probe_head`); default: the recipe's (`lp-ft`: yes).
+        final: what `final.keras` holds when there are validation images: `"best"` the
+            weights with the best validation accuracy (the probe's or an epoch's, as
+            Keras' `EarlyStopping(restore_best_weights=True)`), `"last"` the last epoch's.
+        image_size: training side in pixels (default: the card's input size).
+        progressive: sizes, e.g. `[128, 160, 224]`, spread evenly over the epochs.
+        unfreeze: `{epoch: stage or layer}` for `GradualUnfreezing`; epochs count from
+            1, as Keras prints them ("Epoch 4/5"): `{4: "stage4"}` trains stage4 from the
+            fourth epoch on.
+        lr: base learning rate (default: the recipe's). lr_mult: `(lo, hi)` spread.
+        validation: a separate validation source; else `validation_split` of `data`.
+        weights: `imagenet`, a weights file, or `none`.
+        strategy, precision: distribution strategy and Keras dtype policy.
+        cache_features: when the backbone stays frozen, the image size fixed and
+            augmentation off, compute the backbone features once and train the head on
+            them (`zoo_transfer.cached`); the result is the same full model.
+        drop_empty_classes: leave out class folders with no readable image (with a
+            warning) instead of failing.
+    """
+
+    model: str
+    data: str
+    epochs: int = 5
+    recipe: str = "auto"
+    similar: bool = True
+    probe: bool | None = None
+    final: str = "best"
+    image_size: int | None = None
+    progressive: list[int] | None = None
+    unfreeze: dict[int, str] = field(default_factory=dict)
+    lr: float | None = None
+    lr_mult: list[float] | None = None
+    batch_size: int = 32
+    weights: str = "imagenet"
+    augment: str = "light"
+    validation: str | None = None
+    validation_split: float | None = 0.2
+    strategy: str = "auto"
+    precision: str = "float32"
+    seed: int = 0
+    cache_features: bool = True
+    drop_empty_classes: bool = False
+
+    def __post_init__(self) -> None:
+        self.unfreeze = {int(k): str(v) for k, v in (self.unfreeze or {}).items()}
+        if not isinstance(self.epochs, int) or self.epochs < 1:
+            raise BuildArgumentError(f"Expected epochs >= 1. Received: epochs={self.epochs!r}")
+        if self.recipe not in RECIPE_NAMES:
+            raise BuildArgumentError(
+                f"Unknown recipe {self.recipe!r}. Choose one of: {', '.join(RECIPE_NAMES)}."
+            )
+        if self.final not in FINAL_CHOICES:
+            raise BuildArgumentError(
+                f"Expected final to be one of {', '.join(FINAL_CHOICES)}. Received: "
+                f"final={self.final!r}"
+            )
+        if self.strategy not in STRATEGIES:
+            raise BuildArgumentError(
+                f"Unknown strategy {self.strategy!r}. Choose one of: {', '.join(STRATEGIES)}."
+            )
+        if self.precision not in PRECISIONS:
+            raise BuildArgumentError(
+                f"Unknown precision {self.precision!r}. Choose one of: {', '.join(PRECISIONS)}."
+            )
+        if self.lr is not None and not (
+            isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0
+        ):
+            raise BuildArgumentError(
+                f"Expected --lr to be a finite number > 0, e.g. 0.001. Received: lr={self.lr!r}"
+            )
+        if str(self.data).startswith("zoo:") and self.data != EMBEDDED_DATA:
+            raise BuildArgumentError(
+                f"Unknown embedded data set {self.data!r}. The package ships {EMBEDDED_DATA} "
+                "(32 px digits, offline). For your own images pass a folder with one "
+                "subfolder per class; for TensorFlow Datasets, tfds:NAME."
+            )
+        if self.batch_size < 1:
+            raise BuildArgumentError(f"Expected batch_size >= 1. Received: {self.batch_size}")
+        late = [e for e in self.unfreeze if e > self.epochs or e < 1]
+        if late:
+            raise BuildArgumentError(
+                f"The unfreeze schedule names epoch {late[0]}, but the run has epochs "
+                f"1-{self.epochs} (epochs count from 1, as in Keras' 'Epoch 1/{self.epochs}' "
+                "lines). Drop it or raise --epochs."
+            )
+        if self.progressive is not None:
+            self.progressive = [int(s) for s in self.progressive]
+            progressive_schedule(self.progressive, self.epochs)  # raises if it cannot fit
+
+    def to_json(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["unfreeze"] = {str(k): v for k, v in self.unfreeze.items()}
+        d[_COUNTED_FROM] = 1
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> JobConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        fields = {k: v for k, v in d.items() if k in known}
+        if d.get(_COUNTED_FROM) != 1:  # a config.json of zoo-transfer 0.1: 0-based epochs
+            fields["unfreeze"] = {int(k) + 1: v for k, v in (d.get("unfreeze") or {}).items()}
+        return cls(**fields)
+
+
+@dataclass
+class JobResult:
+    """What a finished run produced."""
+
+    out: Path
+    history: dict[str, list]
+    class_names: list[str]
+    val_accuracy: float | None
+    skipped: list[str]
+    events: list[dict[str, Any]]
+    model: Any = None
+    fingerprint: str = ""  # md5 of the final weights: equal on every worker of a run
+    cached: bool = False  # the head trained on cached backbone features
+    probe: dict[str, Any] | None = None  # the linear probe before the epochs (probe.json)
+    final_from: str = "last epoch"  # whose weights final.keras holds: "epoch 3", "linear probe"
+
+
+def parse_sizes(text: str) -> list[int]:
+    """`"128,160,224"` -> `[128, 160, 224]`."""
+    try:
+        sizes = [int(s) for s in str(text).split(",") if s.strip()]
+    except ValueError:
+        sizes = []
+    if not sizes or any(s < 1 for s in sizes) or sizes != sorted(sizes):
+        raise BuildArgumentError(
+            f"Expected increasing sizes such as '128,160,224'. Received: {text!r}"
+        )
+    return sizes
+
+
+def parse_unfreeze(text: str) -> dict[int, str]:
+    """`"2:stage4,4:stage3"` -> `{2: "stage4", 4: "stage3"}` (epochs count from 1)."""
+    out: dict[int, str] = {}
+    for part in str(text).split(","):
+        if not part.strip():
+            continue
+        epoch, sep, what = part.partition(":")
+        if not sep or not epoch.strip().isdigit() or not what.strip():
+            raise BuildArgumentError(
+                f"Expected EPOCH:STAGE pairs such as '2:stage4,4:stage3'. Received: {text!r}"
+            )
+        if int(epoch) < 1:
+            raise BuildArgumentError(
+                f"Epochs count from 1, as in Keras' 'Epoch 1/5' lines. Received: {text!r}"
+            )
+        out[int(epoch)] = what.strip()
+    return out
+
+
+def parse_lr_mult(text: str) -> list[float]:
+    """`"0.01,1"` -> `[0.01, 1.0]` (a geometric spread from the stem to the head)."""
+    try:
+        lo, hi = (float(s) for s in str(text).split(","))
+    except ValueError:
+        raise BuildArgumentError(
+            f"Expected --lr-mult as 'lo,hi', e.g. '0.01,1'. Received: {text!r}"
+        ) from None
+    if not 0 < lo <= hi:
+        raise BuildArgumentError(f"Expected 0 < lo <= hi in --lr-mult. Received: {text!r}")
+    return [lo, hi]
+
+
+def progressive_schedule(sizes: list[int], epochs: int) -> dict[int, int]:
+    """Spread `sizes` evenly over `epochs`: `[96, 128, 160]` over 6 -> `{0: 96, 2: 128, 4: 160}`."""
+    if len(sizes) > epochs:
+        raise BuildArgumentError(
+            f"{len(sizes)} progressive sizes need at least {len(sizes)} epochs. "
+            f"Received: epochs={epochs}."
+        )
+    return {round(i * epochs / len(sizes)): s for i, s in enumerate(sizes)}
