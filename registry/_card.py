@@ -431,7 +431,7 @@ def resolve_package_url(url: str) -> str:
             None,
             "url",
             f"Expected `package://PKG/...` to name an installed Python package. Received: "
-            f"{url!r}, and {parts.netloc!r} is not an installed package."
+            f"{url!r}, and {parts.netloc!r} is not an installed package.",
         )
     root = Path(next(iter(spec.submodule_search_locations)))
     return root.joinpath(*[p for p in parts.path.split("/") if p]).resolve().as_uri()

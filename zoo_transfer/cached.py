@@ -48,8 +48,8 @@ from typing import Any
 
 import numpy as np
 
-from zoo_transfer.memory import available_memory as _available_memory
 from zoo_transfer.errors import BuildArgumentError, DataError, NotATransferModelError
+from zoo_transfer.memory import available_memory as _available_memory
 
 STORAGES = ("auto", "memory", "disk")
 _MEMORY_FRACTION = 0.25  # in-memory features may take this share of the available memory

@@ -53,9 +53,9 @@ from typing import Any
 
 import numpy as np
 
-from zoo_transfer.memory import available_memory as _available_memory
 from zoo_transfer.errors import BuildArgumentError, DataError, DataWarning
 from zoo_transfer.folders import IMAGE_EXTENSIONS, list_image_folder
+from zoo_transfer.memory import available_memory as _available_memory
 
 AUGMENT_PRESETS = ("none", "light", "medium", "heavy")
 _MIXING_PRESETS = ("heavy",)  # presets whose layers mix labels: one-hot labels

@@ -137,6 +137,7 @@ def best_model_checkpoint(
     *,
     class_names: Sequence[str] | None = None,
     image_size: int | None = None,
+    input_spec: Any = None,
     monitor: str = "val_accuracy",
     best: float | None = None,
 ) -> Any:
@@ -158,6 +159,12 @@ def best_model_checkpoint(
             if value is None or not math.isfinite(float(value)) or float(value) <= self.best:
                 return
             self.best = float(value)
-            save_for_inference(self.model, path, class_names=class_names, image_size=image_size)
+            save_for_inference(
+                self.model,
+                path,
+                class_names=class_names,
+                image_size=image_size,
+                input_spec=input_spec,
+            )
 
     return BestModel()

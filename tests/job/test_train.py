@@ -78,10 +78,14 @@ def test_two_bad_files_are_skipped_and_reported(finished_run):
 
 
 def test_final_model_predicts_like_evaluate_with_its_labels(finished_run, digit_folder):
-    from zoo_transfer.model_file import read_labels
+    from zoo_transfer.input_spec import InputSpec
+    from zoo_transfer.model_file import read_input_spec, read_labels
+    from zoo_transfer.registry import get_card
 
     out, _, _ = finished_run
     assert read_labels(out / "final.keras") == ["5", "6", "7", "8", "9"]
+    spec = InputSpec.from_card(get_card("digitnet"), 40)  # the card's, at the last size
+    assert read_input_spec(out / "final.keras") == read_input_spec(out / "best.keras") == spec
     image = digit_folder / "8" / "001.png"
     predicted = json.loads(
         _run("predict", str(out / "final.keras"), str(image), "--format", "json").stdout

@@ -7,8 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from zoo_transfer.errors import CardValidationError
-from zoo_transfer.errors import LayerReferenceError
+from zoo_transfer.errors import CardValidationError, LayerReferenceError
 from zoo_transfer.recipes import constructor, instantiate, resolve_tap
 from zoo_transfer.registry import get_card
 

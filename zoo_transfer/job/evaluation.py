@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from zoo_transfer.input_spec import DEFAULT_CROP_FRACTION, InputSpec
 from zoo_transfer.job.config import JobConfig
 from zoo_transfer.job.outfolder import _write_json
 
@@ -26,16 +27,15 @@ def _write_report(
     events: list[dict[str, Any]],
     config: JobConfig,
     recipe: str,
+    spec: InputSpec,
     probe: dict[str, Any] | None = None,
 ) -> None:
     from zoo_transfer.report import write_report
 
     confusion, mistakes, metrics = None, [], {}
     if splits.val is not None:
-        from zoo_transfer.predict import crop_fraction_of
-
         confusion, mistakes, metrics = _confusion(
-            model, splits.val, class_names, crop_fraction_of(model)
+            model, splits.val, class_names, spec.crop_fraction
         )
         _write_json(out / "metrics.json", metrics)
     resolved = {**config.to_json(), "resolved_recipe": recipe, "skipped_files": splits.skipped}
@@ -71,7 +71,7 @@ def _tta_note(metrics: dict[str, Any]) -> list[str]:
 
 
 def _confusion(
-    model: Any, val: Any, class_names: list[str], crop_fraction: float = 0.875
+    model: Any, val: Any, class_names: list[str], crop_fraction: float = DEFAULT_CROP_FRACTION
 ) -> tuple[Any, list, dict]:
     """Confusion matrix, misclassified images and accuracy on the validation split, and
     the accuracy of each test-time augmentation (`evaluate --tta`) on it."""

@@ -24,6 +24,7 @@ from zoo_transfer.errors import (
     OutputWriteError,
     TrainingInterrupted,
 )
+from zoo_transfer.input_spec import DEFAULT_SIDE, InputSpec
 from zoo_transfer.job.config import EMBEDDED_DATA, JobConfig, JobResult, progressive_schedule
 from zoo_transfer.job.distribution import _is_chief, _multiworker_fixes, make_strategy
 from zoo_transfer.job.evaluation import _write_report
@@ -41,7 +42,7 @@ from zoo_transfer.job.outfolder import (
 )
 
 
-def _load_data(config: JobConfig, final_size: int) -> Any:
+def _load_data(config: JobConfig, spec: InputSpec) -> Any:
     from zoo_transfer import data
 
     if config.data == EMBEDDED_DATA:
@@ -50,7 +51,7 @@ def _load_data(config: JobConfig, final_size: int) -> Any:
         x_train, y_train, x_test, y_test, names = demo_digits(seed=config.seed, train_per_class=10)
         splits = data.load(
             (x_train, y_train),
-            image_size=final_size,
+            input_spec=spec,
             batch_size=config.batch_size,
             validation=(x_test, y_test),
             augment=config.augment,
@@ -60,7 +61,7 @@ def _load_data(config: JobConfig, final_size: int) -> Any:
         return splits
     return data.load(
         config.data,
-        image_size=final_size,
+        input_spec=spec,
         batch_size=config.batch_size,
         validation_split=None if config.validation else config.validation_split,
         validation=config.validation,
@@ -225,7 +226,7 @@ def _run(
         _lock(out)
     card = get_card(config.model)
     native = card.input_size[0] if card.input_size else None
-    sizes = config.progressive or [config.image_size or native or 224]
+    sizes = config.progressive or [config.image_size or native or DEFAULT_SIDE]
     minimum = card.min_input_size[0] if card.min_input_size else 1
     small = [s for s in sizes if s < minimum]
     if small:
@@ -238,7 +239,8 @@ def _run(
     keras.mixed_precision.set_dtype_policy(config.precision)
     keras.utils.set_random_seed(config.seed)
 
-    splits = _load_data(config, sizes[-1])
+    spec = InputSpec.from_card(card, sizes[-1])  # how every image of the run is read
+    splits = _load_data(config, spec)
     class_names = list(splits.class_names)
     labels_path = out / "labels.json"
     if resume and labels_path.exists():
@@ -300,7 +302,7 @@ def _run(
         start_records = json.loads(history_path.read_text())[:initial_epoch]
     history_cb = _history_callback(history_path, start_records)
     best_cb = None
-    probe = _probe(config, plan, model, splits, out, work, initial_epoch, chief, verbose, sizes[-1])
+    probe = _probe(config, plan, model, splits, out, work, initial_epoch, chief, verbose, spec)
     callbacks: list[Any] = [EpochSeeding(splits.train_images)]
     if len(set(sizes)) > 1:
         callbacks.append(
@@ -321,7 +323,7 @@ def _run(
         best_cb = best_model_checkpoint(
             work / "best.keras",
             class_names=class_names,
-            image_size=sizes[-1],
+            input_spec=spec,
             best=max(earlier, default=None),
         )
         callbacks.append(best_cb)
@@ -354,7 +356,7 @@ def _run(
         hint = hint if "--resume" in hint else f"{hint} --resume"
         if chief:
             save_for_inference(
-                model, out / "interrupted.keras", class_names=class_names, image_size=sizes[-1]
+                model, out / "interrupted.keras", class_names=class_names, input_spec=spec
             )
         raise TrainingInterrupted(
             f"Interrupted. Finished epochs are saved in {out} (interrupted.keras holds the "
@@ -380,14 +382,16 @@ def _run(
             )
     if chief:
         final = save_for_inference(
-            model, out / "final.keras", class_names=class_names, image_size=sizes[-1]
+            model, out / "final.keras", class_names=class_names, input_spec=spec
         )
         (out / "interrupted.keras").unlink(missing_ok=True)
         if report:
             if config.strategy == "multiworker":  # predict here alone, not collectively
                 model = keras.saving.load_model(final)
             shown = {**probe, "final_from": final_from} if probe else None
-            _write_report(out, model, splits, class_names, history, events, config, recipe, shown)
+            _write_report(
+                out, model, splits, class_names, history, events, config, recipe, spec, shown
+            )
     else:
         shutil.rmtree(work, ignore_errors=True)
     return JobResult(
@@ -406,7 +410,7 @@ def _probe(
     initial_epoch: int,
     chief: bool,
     verbose: int,
-    image_size: int,
+    spec: InputSpec,
 ) -> dict[str, Any] | None:
     """The linear probe before the first epoch, written to `probe.json` (and, with
     validation images, to `best.keras`); on a resumed run, the one written then."""
@@ -435,7 +439,7 @@ def _probe(
             model,
             work / "best.keras",
             class_names=list(splits.class_names),
-            image_size=image_size,
+            input_spec=spec,
         )
     return probe
 
