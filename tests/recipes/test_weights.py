@@ -171,7 +171,7 @@ def test_efficientnet_weights_move_to_another_size_with_imagenet_structure(fresh
     """EfficientNet adds a Rescaling only for ImageNet weights and auto-names its
     Normalization layer; weights from a file must still land in the same structure."""
     keras = fresh_keras
-    from zoo_transfer.recipes._build import _structure
+    from zoo_transfer.recipes._backbone import _structure
 
     card = get_card("efficientnet_b0")
     source = _structure(card, include_top=False, input_shape=card.input_size)
