@@ -47,7 +47,7 @@ MODEL_PATH = (
 )
 # (module file, function): the TensorFlow-only branches the model path may contain.
 TF_ONLY = {
-    ("zoo_transfer/data.py", "dataset"),  # ResizableArrays.dataset on the TF backend
+    ("zoo_transfer/data/containers.py", "dataset"),  # ResizableArrays.dataset on the TF backend
 }
 HAS_JAX = importlib.util.find_spec("jax") is not None
 
@@ -106,7 +106,7 @@ def test_model_path_module_uses_no_tensorflow(relpath):
 
 
 def test_resizable_arrays_uses_tensorflow_only_in_its_tf_branch():
-    relpath = "zoo_transfer/data.py"
+    relpath = "zoo_transfer/data/containers.py"
     wanted = {"ResizableArrays", "_array_batches_class"}
     nodes = [n for n in _parse(relpath).body if getattr(n, "name", None) in wanted]
     assert {n.name for n in nodes} == wanted
@@ -224,8 +224,8 @@ def test_model_path_imports_tensorflow_only_in_tf_branches():
     frozen, unfrozen, last = out["trainable_params"]
     assert unfrozen > frozen and last == unfrozen  # GradualUnfreezing acted in epoch 1
     # On the TF backend only ResizableArrays.dataset's TF branch imports TensorFlow.
-    assert out["tf_imports"] == [["zoo_transfer.data", "dataset"]]
-    assert {("zoo_transfer/data.py", "dataset")} == TF_ONLY
+    assert out["tf_imports"] == [["zoo_transfer.data.containers", "dataset"]]
+    assert {("zoo_transfer/data/containers.py", "dataset")} == TF_ONLY
 
 
 @pytest.mark.skipif(not HAS_JAX, reason="jax is not installed in this environment")

@@ -11,11 +11,14 @@ layer that can ever train, with its own step counter per layer.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import keras
 
 from zoo_transfer.errors import BuildArgumentError, NotATransferModelError
+
+if TYPE_CHECKING:
+    from zoo_transfer.data import Resizable
 
 
 @keras.saving.register_keras_serializable(package="zoo_transfer")
@@ -263,8 +266,8 @@ class ProgressiveResizing(keras.callbacks.Callback):
     def __init__(
         self,
         schedule: Mapping[int, int],
-        train: Any,
-        validation: Any = None,
+        train: Resizable,
+        validation: Resizable | None = None,
         validation_size: Any = "final",
         similar: bool | None = None,
         verbose: int = 1,
@@ -369,12 +372,11 @@ class ProgressiveResizing(keras.callbacks.Callback):
 
 def _batches_per_pass(source: Any) -> int | None:
     """Batches in one pass over a resizable source, or None when it is unknown."""
-    tf_source = getattr(source, "_source", None)  # ResizableImages: a tf.data pipeline
-    if tf_source is not None:
-        count = int(tf_source.cardinality())
-        return count // source.batch_size if count > 0 else None
+    per_pass = getattr(source, "batches_per_pass", None)  # the `Resizable` protocol
+    if per_pass is not None:
+        return per_pass()
     try:
-        return len(source)  # ResizableArrays
+        return len(source)
     except TypeError:
         return None
 
@@ -398,7 +400,7 @@ class EpochSeeding(keras.callbacks.Callback):
     ```
     """
 
-    def __init__(self, *sources: Any):
+    def __init__(self, *sources: Resizable):
         super().__init__()
         missing = [s for s in sources if not hasattr(s, "set_epoch")]
         if missing:

@@ -614,7 +614,8 @@ def test_progressive_resizing_with_loaded_splits(folder, fresh_keras):
 def test_cache_too_big_for_memory_streams_instead(folder, monkeypatch):
     from zoo_transfer import data
 
-    monkeypatch.setattr(data, "_available_memory", lambda: 10_000)  # bytes
+    # `_fits_in_memory` (zoo_transfer.data.parts) looks the free memory up there
+    monkeypatch.setattr("zoo_transfer.data.parts._available_memory", lambda: 10_000)  # bytes
     with pytest.warns(DataWarning, match=r"Caching 18 images of 16x16 .*streaming from disk"):
         splits = data.load(folder, image_size=16, batch_size=6, augment="none")
     assert splits.train_images._store is None  # files are decoded every epoch

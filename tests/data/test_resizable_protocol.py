@@ -1,0 +1,98 @@
+"""`Resizable`: what the callbacks use of the resizable containers, through public names only."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+PROTOCOL_METHODS = ("set_size", "set_epoch", "batches_per_pass", "dataset")
+
+
+def _arrays(n: int = 8, side: int = 12) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, (n, side, side, 3), dtype=np.uint8), np.arange(n) % 2
+
+
+def test_both_containers_satisfy_the_protocol():
+    from zoo_transfer.data import Resizable, ResizableArrays, ResizableImages
+
+    x, y = _arrays()
+    arrays = ResizableArrays(x, y, size=8, batch_size=4)
+    images = ResizableImages(x, y, size=8, batch_size=4)
+    for source in (arrays, images):
+        assert isinstance(source, Resizable)
+        assert source.batch_size == 4 and source.batches_per_pass() == 2
+    for cls in (ResizableArrays, ResizableImages):
+        assert all(callable(getattr(cls, name, None)) for name in PROTOCOL_METHODS)
+    assert not isinstance(x, Resizable)
+
+
+def test_loaded_images_show_size_and_epoch_through_public_names():
+    from zoo_transfer.data import Resizable, load
+
+    x, y = _arrays(12, 20)
+    splits = load(
+        (x, y % 3), image_size=16, batch_size=4, validation_split=0.25, augment="light", seed=0
+    )
+    images = splits.train_images
+    assert isinstance(images, Resizable) and isinstance(splits.val_images, Resizable)
+    assert int(images.size.numpy()) == 16 and int(images.epoch.numpy()) == 0
+    assert images.num_images == 9 and images.batches_per_pass() == 2  # last partial dropped
+
+    images.set_size(24)
+    images.set_epoch(3)
+    assert int(images.size.numpy()) == 24 and int(images.epoch.numpy()) == 3
+    labels = [b[1].numpy().tolist() for b in images.dataset()]
+    assert np.shape(labels) == (2, 4)
+    assert int(images.epoch.numpy()) == 4  # each pass advances the epoch it draws
+    assert next(iter(images.dataset()))[0].shape == (4, 24, 24, 3)
+
+    # The order is a function of (seed, epoch) alone: the permutation `load` set up.
+    images.set_epoch(3)
+    assert [b[1].numpy().tolist() for b in images.dataset()] == labels
+    # ...and `in_order` reads every image once, unaugmented, at the current size.
+    once = [b[0].shape[0] for b in images.in_order().dataset()]
+    assert sum(once) == 9
+
+
+def _private_fields(tree: ast.Module, classes: set[str]) -> set[str]:
+    """The `self._name` attributes that the methods of `classes` assign."""
+    fields = set()
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name in classes:
+            for sub in ast.walk(node):
+                if (
+                    isinstance(sub, ast.Attribute)
+                    and isinstance(sub.ctx, ast.Store)
+                    and isinstance(sub.value, ast.Name)
+                    and sub.value.id == "self"
+                    and sub.attr.startswith("_")
+                    and not sub.attr.startswith("__")
+                ):
+                    fields.add(sub.attr)
+    return fields
+
+
+def test_no_module_writes_the_containers_private_fields():
+    containers = ROOT / "zoo_transfer" / "data" / "containers.py"
+    fields = _private_fields(
+        ast.parse(containers.read_text()), {"ResizableImages", "ResizableArrays"}
+    )
+    assert {"_store", "_rows", "_batch_map", "_augmentation"} <= fields
+    writes = []
+    for folder in ("zoo_transfer", "recipes", "benchmarks", "scripts"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            if path == containers:
+                continue
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if (
+                    isinstance(node, ast.Attribute)
+                    and isinstance(node.ctx, ast.Store)
+                    and node.attr in fields
+                    and not (isinstance(node.value, ast.Name) and node.value.id == "self")
+                ):
+                    writes.append(f"{path.relative_to(ROOT)}:{node.lineno} .{node.attr}")
+    assert writes == [], "construct the containers with their public API instead"
