@@ -11,6 +11,7 @@ two modules together):
 from __future__ import annotations
 
 import ast
+import configparser
 import json
 from pathlib import Path
 
@@ -21,6 +22,9 @@ PACKAGES = {  # installed name -> folder (setup.cfg's package_dir)
     "zoo_transfer.recipes": ROOT / "recipes",
     # subpackages are packages of their own: their `_private` modules are theirs alone
     "zoo_transfer.cli": ROOT / "zoo_transfer" / "cli",
+    "zoo_transfer.data": ROOT / "zoo_transfer" / "data",
+    "zoo_transfer.job": ROOT / "zoo_transfer" / "job",
+    "zoo_transfer.report": ROOT / "zoo_transfer" / "report",
 }
 
 
@@ -147,3 +151,17 @@ def test_cards_name_public_constructor_paths():
             if any(part.startswith("_") for part in ctor.replace(":", ".").split(".")):
                 private.append(f"{path.name}: {ctor}")
     assert private == []
+
+
+def test_every_package_folder_is_installed():
+    """setup.cfg lists packages by name: a folder left out would be missing from a wheel."""
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    listed = set(config["options"]["packages"].split())
+    folders = {
+        ".".join([package, *init.parent.relative_to(folder).parts])
+        for package, folder in PACKAGES.items()
+        for init in folder.rglob("__init__.py")
+    }
+    assert folders - listed == set(), "add these to setup.cfg's `packages`"
+    assert set(PACKAGES) <= listed

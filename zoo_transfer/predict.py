@@ -63,7 +63,7 @@ def load_image(
         raise ImageFileError(f"Cannot read image {str(p)!r}: {exc.strerror or exc}.") from None
     try:
         if input_spec is not None and (height, width) == input_spec.image_size:
-            return read_image(p, input_spec.side)
+            return read_image(p, input_spec)
         img = tf.io.decode_image(data, channels=3, expand_animations=False)
         img = tf.image.resize(tf.cast(img, tf.float32), (height, width), method="bilinear")
         return np.round(np.clip(img.numpy(), 0.0, 255.0)).astype("float32")

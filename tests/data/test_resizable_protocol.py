@@ -96,3 +96,34 @@ def test_no_module_writes_the_containers_private_fields():
                 ):
                     writes.append(f"{path.relative_to(ROOT)}:{node.lineno} .{node.attr}")
     assert writes == [], "construct the containers with their public API instead"
+
+
+def test_the_pass_count_is_the_number_of_batches_a_pass_yields():
+    """`ProgressiveResizing` compares it with fit's steps: a training split smaller than
+    the batch size (load keeps its partial batch) must count as the one batch it is."""
+    from zoo_transfer.data import ResizableArrays, ResizableImages, load
+
+    x, y = _arrays(10, 12)
+    for drop in (True, False):
+        for source in (
+            ResizableImages(x, y, size=8, batch_size=4, drop_remainder=drop),
+            ResizableArrays(x, y, size=8, batch_size=4, drop_remainder=drop),
+        ):
+            assert source.batches_per_pass() == len(list(source.dataset())) == (2 if drop else 3)
+    small = load((x[:6], y[:6]), image_size=8, batch_size=8, augment="none").train_images
+    assert small.batches_per_pass() == len(list(small.dataset())) == 1
+
+
+def test_images_built_from_arrays_draw_their_order_from_seed_and_epoch():
+    from zoo_transfer.data import ResizableImages
+
+    x, y = _arrays(12, 8)
+    y = np.arange(12)
+    orders = []
+    for _ in range(2):
+        images = ResizableImages(x, y, size=8, batch_size=12, seed=5)
+        images.set_epoch(2)
+        orders.append(next(iter(images.dataset()))[1].numpy().tolist())
+    assert orders[0] == orders[1] and sorted(orders[0]) == list(range(12))
+    images.set_epoch(3)
+    assert next(iter(images.dataset()))[1].numpy().tolist() != orders[0]

@@ -69,6 +69,8 @@ class ResizableImages:
         shuffle: reshuffle every epoch, deterministically from `seed`.
         drop_remainder: drop the last partial batch (the default), so every batch has a
             static shape (XLA and TPUs compile once per size, not per batch).
+        interpolation, antialias: how images are resized (`tf.image.resize`), the input
+            spec's (`zoo_transfer.input_spec`); default bilinear, no antialiasing.
 
     ```python
     train = ResizableImages(x, y, size=96, batch_size=32)
@@ -88,6 +90,7 @@ class ResizableImages:
         seed: int = 0,
         interpolation: str = "bilinear",
         drop_remainder: bool = True,
+        antialias: bool = False,
     ):
         import tensorflow as tf
 
@@ -113,6 +116,7 @@ class ResizableImages:
         self.size = tf.Variable(int(size), dtype=tf.int32, trainable=False, name="image_size")
         self.batch_size = int(batch_size)
         self.shuffle, self.seed, self.interpolation = shuffle, seed, interpolation
+        self.antialias = bool(antialias)
         self.drop_remainder = bool(drop_remainder)
         # Set by `load`: the source then yields (key, label); see `dataset()`.
         self._store: Any = None  # (N, S, S, 3) uint8 tensor that integer keys index
@@ -124,7 +128,6 @@ class ResizableImages:
         # The epoch the next pass draws its order and augmentation for; each pass
         # advances it, `set_epoch` pins it (`EpochSeeding` does, at every epoch begin).
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-        self._rows: Any = None  # (keys, labels) tensors, when the source allows random access
 
     @classmethod
     def from_keys(
@@ -143,6 +146,8 @@ class ResizableImages:
         plain_map: Callable | None = None,
         augmentation: Sequence[Any] = (),
         shuffle_buffer: int | None = None,
+        interpolation: str = "bilinear",
+        antialias: bool = False,
     ) -> ResizableImages:
         """Images that `source` names by key, with their per-batch map: how `load` makes them.
 
@@ -161,6 +166,7 @@ class ResizableImages:
             plain_map: `batch_map` without the augmentation, which `in_order` applies.
             augmentation: the seeded layers `batch_map` calls, reseeded every epoch.
             shuffle_buffer: the shuffle buffer of a streamed source (`None`: its length).
+            interpolation, antialias: how batches are resized (the input spec's).
         """
         images = cls(
             source,
@@ -169,6 +175,8 @@ class ResizableImages:
             shuffle=shuffle,
             seed=seed,
             drop_remainder=drop_remainder,
+            interpolation=interpolation,
+            antialias=antialias,
         )
         images._store, images._decode = store, decode
         images._batch_map, images._shuffle_buffer = batch_map, shuffle_buffer
@@ -197,9 +205,12 @@ class ResizableImages:
         return n if n >= 0 else None
 
     def batches_per_pass(self) -> int | None:
-        """Full batches in one pass (None when unknown), whatever `drop_remainder`."""
+        """Batches in one pass (None when unknown): a partial last one counts unless
+        `drop_remainder`."""
         n = self.num_images
-        return n // self.batch_size if n else None
+        if not n:
+            return None
+        return n // self.batch_size if self.drop_remainder else -(-n // self.batch_size)
 
     def set_size(self, size: int) -> None:
         """Set the square side of the batches made from now on."""
@@ -221,12 +232,12 @@ class ResizableImages:
         """
         import tensorflow as tf
 
-        size, method = self.size, self.interpolation
+        size, method, antialias = self.size, self.interpolation, self.antialias
         parallel = {"num_parallel_calls": tf.data.AUTOTUNE, "deterministic": True}
 
         def resize(image):
             side = size.read_value()
-            return _resize(tf.cast(image, tf.float32), side, method)
+            return _resize(tf.cast(image, tf.float32), side, method, antialias)
 
         ds = self._source
         if self.shuffle or self._augmentation:
@@ -321,6 +332,7 @@ class ResizableArrays:
         shuffle: reshuffle every epoch, deterministically from `seed`.
         seed: seed of the shuffle.
         interpolation: `keras.ops.image.resize` interpolation.
+        antialias: filter before downsizing (the input spec's `antialias`).
         drop_remainder: drop the last partial batch (the default), so every batch has
             one static shape and a jitted train step compiles once per size.
 
@@ -344,6 +356,7 @@ class ResizableArrays:
         seed: int = 0,
         interpolation: str = "bilinear",
         drop_remainder: bool = True,
+        antialias: bool = False,
     ):
         images, labels = np.asarray(images), np.asarray(labels)
         if images.ndim != 4 or images.shape[-1] != 3:
@@ -370,6 +383,7 @@ class ResizableArrays:
             )
         self._images, self.labels = images, labels
         self.shuffle, self.seed, self.interpolation = shuffle, seed, interpolation
+        self.antialias = bool(antialias)
         self.drop_remainder = bool(drop_remainder)
         self.epoch = 0  # reshuffles advance it
         self._order = self._permutation()
@@ -404,6 +418,7 @@ class ResizableArrays:
                         self._images[i : i + self._CHUNK].astype("float32"),
                         (size, size),
                         interpolation=self.interpolation,
+                        antialias=self.antialias,
                     )
                 )
                 for i in range(0, len(self._images), self._CHUNK)

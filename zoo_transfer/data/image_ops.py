@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from zoo_transfer.input_spec import InputSpec
+
 
 def _plain(fn: Callable) -> Callable:
     """`fn` traced as written: no AutoGraph pass (it only branches on static values)."""
@@ -80,14 +82,21 @@ def _to_rgb(image: Any) -> Any:
     return rgb
 
 
-def _resize(image: Any, side: Any, method: str) -> Any:
-    """`image` (float, one image or a batch) as `side` x `side`; unchanged if it already is."""
+def _resize(image: Any, side: Any, method: str = "bilinear", antialias: bool = False) -> Any:
+    """`image` (float, one image or a batch) as `side` x `side`; unchanged if it already is.
+
+    `method` and `antialias` come from the input spec (`zoo_transfer.input_spec`).
+    """
     import tensorflow as tf
 
     target = tf.stack([side, side])
     shape = tf.shape(image)
     same = tf.reduce_all(tf.equal(shape[-3:-1], target))
-    return tf.cond(same, lambda: image, lambda: tf.image.resize(image, target, method=method))
+
+    def resized():
+        return tf.image.resize(image, target, method=method, antialias=antialias)
+
+    return tf.cond(same, lambda: image, resized)
 
 
 def _to_uint8(image: Any) -> Any:
@@ -96,33 +105,40 @@ def _to_uint8(image: Any) -> Any:
     return tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
 
 
-def read_image(path: str | os.PathLike, side: int) -> np.ndarray:
+def read_image(path: str | os.PathLike, spec: InputSpec | int) -> np.ndarray:
     """One image file exactly as training stores it, as float32 `(side, side, 3)` RGB 0-255.
 
     The same steps as the training and validation pipelines: decoded as RGB (a JPEG whose
-    shorter side is 2, 4 or 8 times `side` at that fraction of its size, by libjpeg),
-    resized bilinearly to `side` x `side`, rounded to whole grey levels. `predict` and
-    `evaluate` read files with it, so a model sees at inference what it saw in training.
-    Raises `tf.errors.InvalidArgumentError` for a file that does not decode.
+    shorter side is 2, 4 or 8 times the side at that fraction of its size, by libjpeg),
+    resized to `spec.side` x `spec.side` by the spec's method, rounded to whole grey
+    levels. `predict` and `evaluate` read files with it, so a model sees at inference
+    what it saw in training. `spec` may be a bare side (the default resize). Raises
+    `tf.errors.InvalidArgumentError` for a file that does not decode.
     """
     import tensorflow as tf
 
-    image = _decode_file(tf.constant(os.fspath(path)), at_least=int(side))
-    resized = _to_uint8(_resize(tf.cast(image, tf.float32), int(side), "bilinear"))
-    return resized.numpy().astype("float32")
+    spec = spec if isinstance(spec, InputSpec) else InputSpec(side=int(spec))
+    image = _decode_file(tf.constant(os.fspath(path)), at_least=spec.side)
+    image = _resize(tf.cast(image, tf.float32), spec.side, spec.interpolation, spec.antialias)
+    return _to_uint8(image).numpy().astype("float32")
 
 
-def _first_pass(paths: list[str], side: int | None) -> tuple[np.ndarray, Any]:
+def _first_pass(
+    paths: list[str], side: int | None, spec: InputSpec | None = None
+) -> tuple[np.ndarray, Any]:
     """Decode every file once in parallel: which ones are images, and (with `side`) the
-    images resized to `side` x `side` as one uint8 tensor, in file order."""
+    images resized to `side` x `side` (by `spec`'s method) as one uint8 tensor, in file
+    order."""
     import tensorflow as tf
+
+    method, antialias = _method(spec)
 
     @_plain
     def decode(index, path):
         if side is None:
             return index, tf.shape(_decode_file(path))  # the output keeps the decode alive
         image = _decode_file(path, at_least=side)
-        return index, _to_uint8(_resize(tf.cast(image, tf.float32), side, "bilinear"))
+        return index, _to_uint8(_resize(tf.cast(image, tf.float32), side, method, antialias))
 
     ds = tf.data.Dataset.from_tensor_slices((np.arange(len(paths)), paths))
     ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -138,3 +154,8 @@ def _first_pass(paths: list[str], side: int | None) -> tuple[np.ndarray, Any]:
         if not chunks:
             return ok, tf.zeros((0, side, side, 3), tf.uint8)
         return ok, chunks[0] if len(chunks) == 1 else tf.concat(chunks, axis=0)
+
+
+def _method(spec: InputSpec | None) -> tuple[str, bool]:
+    """`(interpolation, antialias)` of `spec`; the defaults without one."""
+    return ("bilinear", False) if spec is None else (spec.interpolation, spec.antialias)

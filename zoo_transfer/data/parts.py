@@ -24,6 +24,7 @@ import numpy as np
 from zoo_transfer.data.containers import _STREAM_SHUFFLE_BUFFER, ResizableImages
 from zoo_transfer.data.image_ops import _decode_file, _plain, _to_rgb
 from zoo_transfer.errors import DataError, DataWarning
+from zoo_transfer.input_spec import InputSpec
 from zoo_transfer.memory import available_memory as _available_memory
 
 _CACHE_MEMORY_FRACTION = 0.5  # stream instead of caching above this share of free memory
@@ -70,6 +71,7 @@ class _Part:
         batch_map: Callable | None,
         augmentation: Sequence[Any] = (),
         plain_map: Callable | None = None,
+        spec: InputSpec | None = None,
     ) -> ResizableImages:
         import tensorflow as tf
 
@@ -102,6 +104,8 @@ class _Part:
             plain_map=plain_map if augmentation else batch_map,
             augmentation=augmentation,
             shuffle_buffer=buffer,
+            interpolation=spec.interpolation if spec else "bilinear",
+            antialias=spec.antialias if spec else False,
         )
 
 

@@ -46,6 +46,7 @@ from zoo_transfer.data.parts import _fits_in_memory, _Part, _split
 from zoo_transfer.data.tfds import _read_dataset, _tfds
 from zoo_transfer.errors import DataError, DataWarning
 from zoo_transfer.folders import IMAGE_EXTENSIONS, list_image_folder
+from zoo_transfer.input_spec import InputSpec
 
 
 @dataclass(repr=False)
@@ -101,7 +102,7 @@ class Splits:
 def load(
     source: Any,
     *,
-    image_size: int,
+    image_size: int | None = None,
     batch_size: int = 32,
     validation_split: float | None = None,
     validation: Any = None,
@@ -110,6 +111,7 @@ def load(
     cache: bool = True,
     storage_size: int | None = None,
     drop_empty_classes: bool = False,
+    input_spec: InputSpec | None = None,
 ) -> Splits:
     """Read images and labels into batched training (and validation) pipelines.
 
@@ -120,7 +122,8 @@ def load(
             default folder, never downloaded); a numpy `(x, y)` pair with `x` of shape
             `(N, H, W[, C])` and integer `y`; or an unbatched `tf.data.Dataset` of
             `(image, integer label)`. Grayscale and RGBA images become RGB.
-        image_size: the square side, in pixels, of the images in every batch.
+        image_size: the square side, in pixels, of the images in every batch
+            (default: the `input_spec`'s side).
         batch_size: images per batch.
         validation_split: fraction of `source` held out for validation, stratified by
             class and fixed by `seed`.
@@ -135,6 +138,10 @@ def load(
             set it to the largest size of a `ProgressiveResizing` schedule.
         drop_empty_classes: a class folder with no readable image is an error (the
             model could never learn it); `True` leaves it out with a `DataWarning`.
+        input_spec: `InputSpec`, how images are resized (interpolation, antialias),
+            usually `InputSpec.from_card(card, side)`; the default is bilinear without
+            antialiasing. Give the model file the same spec (`save_for_inference(...,
+            input_spec=...)`) and `predict` reads files exactly as these pipelines do.
 
     Returns:
         `Splits`, which unpacks as `train, val, class_names`.
@@ -144,7 +151,15 @@ def load(
     model.fit(train, validation_data=val, epochs=5)
     ```
     """
-    image_size = _positive_int(image_size, "image_size")
+    if image_size is None and input_spec is None:
+        raise DataError("Pass `image_size` (e.g. image_size=224) or `input_spec`.")
+    image_size = _positive_int(input_spec.side if image_size is None else image_size, "image_size")
+    if input_spec is not None and input_spec.side != image_size:
+        raise DataError(
+            f"image_size={image_size} disagrees with input_spec.side={input_spec.side}: "
+            "pass one of them."
+        )
+    spec = input_spec or InputSpec(side=image_size)
     batch_size = _positive_int(batch_size, "batch_size")
     storage = image_size if storage_size is None else _positive_int(storage_size, "storage_size")
     if storage < image_size:
@@ -168,11 +183,11 @@ def load(
     layers = augmentation_layers(augment, seed=seed)  # validates `augment` first
     label_mode = "categorical" if augment in _MIXING_PRESETS else "int"
 
-    train = _read(source, storage, cache, drop_empty_classes)
+    train = _read(source, storage, cache, drop_empty_classes, spec)
     skipped = list(train.skipped)
     val = None
     if validation is not None:
-        val = _read(validation, storage, cache, drop_empty_classes)
+        val = _read(validation, storage, cache, drop_empty_classes, spec)
         skipped += val.skipped
         if val.class_names != train.class_names:
             raise DataError(
@@ -203,6 +218,7 @@ def load(
         batch_map=_batch_map(layers, label_mode, num_classes),
         augmentation=layers,
         plain_map=_batch_map([], label_mode, num_classes),
+        spec=spec,
     )
     val_images = None
     if val is not None:
@@ -213,6 +229,7 @@ def load(
             seed=seed,
             drop_remainder=False,
             batch_map=_batch_map([], label_mode, num_classes),
+            spec=spec,
         )
     return Splits(
         train=train_images.dataset(),
@@ -229,15 +246,17 @@ def load(
     )
 
 
-def _read(source: Any, storage: int, cache: bool, drop_empty: bool = False) -> _Part:
+def _read(
+    source: Any, storage: int, cache: bool, drop_empty: bool = False, spec: InputSpec | None = None
+) -> _Part:
     import tensorflow as tf
 
     if isinstance(source, str) and source.startswith("tfds:"):
-        part = _read_dataset(*_tfds(source), storage, cache)
+        part = _read_dataset(*_tfds(source), storage, cache, spec)
     elif isinstance(source, (str, os.PathLike)):
-        part = _read_folder(Path(source), storage, cache, drop_empty)
+        part = _read_folder(Path(source), storage, cache, drop_empty, spec)
     elif isinstance(source, tf.data.Dataset):
-        part = _read_dataset(source, None, "tf.data.Dataset", storage, cache)
+        part = _read_dataset(source, None, "tf.data.Dataset", storage, cache, spec)
     elif isinstance(source, (tuple, list)) and len(source) == 2:
         part = _read_arrays(*source)
     else:
@@ -260,7 +279,9 @@ def _read(source: Any, storage: int, cache: bool, drop_empty: bool = False) -> _
     return part
 
 
-def _read_folder(root: Path, storage: int, cache: bool, drop_empty: bool = False) -> _Part:
+def _read_folder(
+    root: Path, storage: int, cache: bool, drop_empty: bool = False, spec: InputSpec | None = None
+) -> _Part:
     if not root.exists():
         raise DataError(
             f"Image folder not found: {str(root)!r}. Expected a folder with one subfolder "
@@ -300,7 +321,7 @@ def _read_folder(root: Path, storage: int, cache: bool, drop_empty: bool = False
         )
     labels_np = np.asarray(labels, dtype="int64")
     side = storage if cache and _fits_in_memory(len(paths), storage, description) else None
-    ok, store = _first_pass(paths, side)
+    ok, store = _first_pass(paths, side, spec)
     keys = np.flatnonzero(ok)
     skipped = [paths[i] for i in np.flatnonzero(~ok)] + listing.unsupported
     if len(keys):  # with none readable at all, `_read` names the failed files instead

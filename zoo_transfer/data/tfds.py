@@ -17,9 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from zoo_transfer.data.image_ops import _plain, _resize, _to_rgb, _to_uint8
+from zoo_transfer.data.image_ops import _method, _plain, _resize, _to_rgb, _to_uint8
 from zoo_transfer.data.parts import _fits_in_memory, _Part
 from zoo_transfer.errors import DataError
+from zoo_transfer.input_spec import InputSpec
 
 
 def _tfds_broken(spec: str, err: BaseException) -> DataError:
@@ -85,7 +86,12 @@ def _tfds(spec: str) -> tuple[Any, list[str] | None, str]:
 
 
 def _read_dataset(
-    ds: Any, class_names: list[str] | None, description: str, storage: int, cache: bool
+    ds: Any,
+    class_names: list[str] | None,
+    description: str,
+    storage: int,
+    cache: bool,
+    spec: InputSpec | None = None,
 ) -> _Part:
     import tensorflow as tf
 
@@ -113,7 +119,7 @@ def _read_dataset(
 
         @_plain
         def to_store(image, label):
-            image = _resize(tf.cast(_to_rgb(image), tf.float32), side, "bilinear")
+            image = _resize(tf.cast(_to_rgb(image), tf.float32), side, *_method(spec))
             return _to_uint8(image), label
 
         batches = ds.map(to_store, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
