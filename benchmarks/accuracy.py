@@ -99,7 +99,7 @@ def logistic_regression(task, size: int, data) -> tuple[float, float]:
     from sklearn.linear_model import LogisticRegression
 
     import zoo_transfer
-    from zoo_transfer.cached import backbone_features, split_head
+    from zoo_transfer.features import backbone_features, split_head
     from zoo_transfer.linear_head import L2_GRID
 
     (x, y), (xv, yv), (xt, yt) = data

@@ -39,7 +39,8 @@ def run_task(label: str, make_model, train, val, args) -> dict:
     import keras
     from sklearn.linear_model import LogisticRegression
 
-    from zoo_transfer.cached import backbone_features, fit_cached_head, split_head
+    from zoo_transfer.cached import fit_cached_head
+    from zoo_transfer.features import backbone_features, split_head
     from zoo_transfer.linear_head import L2_GRID, fit_linear_head
 
     keras.utils.set_random_seed(args.seed)

@@ -239,7 +239,7 @@ def fit_linear_head(
         `LinearHeadResult`: the chosen `l2`, train and validation accuracy, the grid's
         validation accuracies, the L-BFGS steps and the seconds taken.
     """
-    from zoo_transfer.cached import backbone_features, split_head
+    from zoo_transfer.features import backbone_features, split_head
 
     begin = time.perf_counter()
     trunk, head = split_head(model)

@@ -37,7 +37,7 @@ def probe_head(model: Any, train: Any, validation: Any = None, *, verbose: int =
     probe_head(model, splits).val_accuracy   # e.g. 0.91, in seconds
     ```
     """
-    from zoo_transfer.cached import split_head
+    from zoo_transfer.features import split_head
     from zoo_transfer.linear_head import fit_linear_head, is_linear_head
 
     if not is_linear_head(split_head(model)[1], int(model.outputs[0].shape[-1])):

@@ -64,7 +64,7 @@ def trained(digits):
 
 # ------------------------------------------------------------------ the split
 def test_split_shares_the_layers_and_pools_inside_the_trunk(digits):
-    from zoo_transfer.cached import split_head
+    from zoo_transfer.features import split_head
 
     model = _model(compile_lr=None)
     trunk, head = split_head(model)
@@ -93,7 +93,7 @@ def test_history_has_the_keys_of_a_full_fit_and_records_the_cache(trained, digit
 def test_predictions_equal_trunk_then_head_and_a_full_forward_pass(trained, digits, tmp_path):
     import keras
 
-    from zoo_transfer.cached import split_head
+    from zoo_transfer.features import split_head
 
     model, _, _, _ = trained
     rng = np.random.default_rng(1)
@@ -196,13 +196,13 @@ def test_disk_storage_spills_to_files_and_matches_memory(digits, tmp_path):
 
 
 def test_auto_storage_goes_to_disk_when_memory_is_short(digits, tmp_path, monkeypatch):
-    from zoo_transfer import cached
+    from zoo_transfer import cached, features
 
     x, y, _, _ = digits
     existing = tmp_path / "mine"
     existing.mkdir()
     (existing / "keep.txt").write_text("user file")
-    monkeypatch.setattr(cached, "_available_memory", lambda: 40_000)  # 10 kB budget
+    monkeypatch.setattr(features, "_available_memory", lambda: 40_000)  # 10 kB budget
     history = cached.fit_cached_head(
         _model(), (x, y), epochs=1, verbose=0, cache_dir=existing, batch_size=25
     )

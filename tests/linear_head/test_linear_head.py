@@ -61,7 +61,7 @@ def digits():
 
 def test_the_model_predicts_as_the_fitted_logistic_regression(fresh_keras, digits):
     import zoo_transfer
-    from zoo_transfer.cached import backbone_features, split_head
+    from zoo_transfer.features import backbone_features, split_head
 
     x, y, x_val, y_val = digits
     model = zoo_transfer.build("digitnet", 5)  # the shipped pretrained backbone

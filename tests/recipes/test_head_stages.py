@@ -44,7 +44,7 @@ def test_the_head_concatenates_each_stage_pooled(fresh_keras):
 
 def test_avgmax_pools_every_map_both_ways(fresh_keras):
     import zoo_transfer
-    from zoo_transfer.cached import split_head
+    from zoo_transfer.features import split_head
     from zoo_transfer.registry import get_card
 
     stages = list(get_card("digitnet").stage_names)[-2:]
@@ -66,7 +66,7 @@ def test_avgmax_pools_every_map_both_ways(fresh_keras):
 
 def test_split_head_cuts_after_the_merge_and_the_probe_fits_it(fresh_keras):
     import zoo_transfer
-    from zoo_transfer.cached import split_head
+    from zoo_transfer.features import split_head
     from zoo_transfer.linear_head import fit_linear_head
     from zoo_transfer.recipes.digitnet import demo_digits
 

@@ -91,7 +91,7 @@ def _read_dataset(
     description: str,
     storage: int,
     cache: bool,
-    spec: InputSpec | None = None,
+    input_spec: InputSpec | None = None,
 ) -> _Part:
     import tensorflow as tf
 
@@ -119,7 +119,7 @@ def _read_dataset(
 
         @_plain
         def to_store(image, label):
-            image = _resize(tf.cast(_to_rgb(image), tf.float32), side, *_method(spec))
+            image = _resize(tf.cast(_to_rgb(image), tf.float32), side, *_method(input_spec))
             return _to_uint8(image), label
 
         batches = ds.map(to_store, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
