@@ -48,7 +48,7 @@ def pytest_xdist_auto_num_workers(config):
 
     A worker peaks near 4 GiB while it builds the largest cards' models.
     """
-    from zoo_transfer._memory import available_memory
+    from zoo_transfer.memory import available_memory
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     memory = available_memory()
