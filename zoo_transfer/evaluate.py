@@ -25,11 +25,12 @@ from typing import Any
 
 import numpy as np
 
+from zoo_transfer.data import load_image
 from zoo_transfer.errors import ArgumentError, ImageFileError, LabelMismatchError
 from zoo_transfer.folders import IMAGE_EXTENSIONS, list_image_folder
 from zoo_transfer.input_spec import DEFAULT_CROP_FRACTION, InputSpec
 from zoo_transfer.model_file import check_class_names, model_image_size, num_outputs
-from zoo_transfer.predict import check_positive, check_tta, load_image, predict_probs
+from zoo_transfer.predict import check_positive, check_tta, predict_probs
 
 
 # ------------------------------------------------------------------ image folders

@@ -1,8 +1,8 @@
 """Prediction: the top classes of image files, with optional test-time augmentation.
 
 Models here take raw RGB 0-255 pixels, as `zoo_transfer.build` models do: each file is
-read as training read it (`load_image`, through the input spec the model file carries)
-and never normalised here (the model does that itself).
+read as training read it (`zoo_transfer.data.load_image`, through the input spec the
+model file carries) and never normalised here (the model does that itself).
 
 ```python
 from zoo_transfer.model_file import load_for_inference
@@ -19,60 +19,17 @@ import json
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from zoo_transfer.data import load_image
 from zoo_transfer.errors import ArgumentError, ImageFileError, LabelMismatchError
 from zoo_transfer.input_spec import DEFAULT_CROP_FRACTION, InputSpec
 from zoo_transfer.model_file import check_class_names, num_outputs
 
 
-# ------------------------------------------------------------------ images
-def load_image(
-    path: str | os.PathLike,
-    image_size: tuple[int, int] | None = None,
-    input_spec: InputSpec | None = None,
-) -> np.ndarray:
-    """One image file as a float32 `(H, W, 3)` RGB array, 0-255, resized for the model.
-
-    Grayscale is repeated to three channels, alpha is dropped, animations give their
-    first frame. With `input_spec` (or a square `image_size`) the file is read exactly as
-    training reads it (`zoo_transfer.data.read_image`: a large JPEG decoded at a fraction
-    of its size, the spec's resize, whole grey levels), so inference sees what training
-    saw; a non-square `image_size` is resized bilinearly to exactly that size (no crop).
-
-    ```python
-    load_image("rose.jpg", input_spec=InputSpec(side=224)).shape   # (224, 224, 3)
-    ```
-    """
-    import tensorflow as tf
-
-    from zoo_transfer.data import read_image
-
-    if input_spec is None and image_size is None:
-        raise ArgumentError("Pass the image size or the input spec to read an image at.")
-    height, width = (int(s) for s in (image_size or input_spec.image_size))
-    if input_spec is None and height == width:
-        input_spec = InputSpec(side=height)
-    p = Path(path)
-    try:
-        data = p.read_bytes()
-    except OSError as exc:
-        raise ImageFileError(f"Cannot read image {str(p)!r}: {exc.strerror or exc}.") from None
-    try:
-        if input_spec is not None and (height, width) == input_spec.image_size:
-            return read_image(p, input_spec)
-        img = tf.io.decode_image(data, channels=3, expand_animations=False)
-        img = tf.image.resize(tf.cast(img, tf.float32), (height, width), method="bilinear")
-        return np.round(np.clip(img.numpy(), 0.0, 255.0)).astype("float32")
-    except (tf.errors.InvalidArgumentError, ValueError):
-        raise ImageFileError(
-            f"Cannot decode {str(p)!r} as an image. Expected a JPEG, PNG, BMP, GIF or WebP file."
-        ) from None
-
-
+# ------------------------------------------------------------------ probabilities
 def _scores_to_probs(scores: np.ndarray) -> np.ndarray:
     """Class probabilities from a classifier's outputs (logits go through softmax)."""
     scores = np.asarray(scores, dtype="float64").reshape(len(scores), -1)

@@ -42,8 +42,8 @@ def trained(tmp_path_factory):
     import keras
 
     import zoo_transfer
+    from zoo_transfer.data import load_image
     from zoo_transfer.model_file import embed_labels
-    from zoo_transfer.predict import load_image
 
     root = tmp_path_factory.mktemp("cli")
     rng = np.random.default_rng(0)

@@ -22,9 +22,10 @@ def _write(root, rng):
 def test_predict_on_the_files_equals_the_validation_pipeline(fresh_keras, tmp_path):
     import zoo_transfer
     from zoo_transfer import data
+    from zoo_transfer.data import load_image
     from zoo_transfer.folders import list_image_folder
     from zoo_transfer.model_file import load_for_inference
-    from zoo_transfer.predict import load_image, predict_files
+    from zoo_transfer.predict import predict_files
     from zoo_transfer.saving import save_for_inference
     from zoo_transfer.training import fit_transfer
 
@@ -58,10 +59,11 @@ def test_the_model_file_carries_how_training_resized(fresh_keras, tmp_path):
     by hand but the file."""
     import zoo_transfer
     from zoo_transfer import data
+    from zoo_transfer.data import load_image
     from zoo_transfer.folders import list_image_folder
     from zoo_transfer.input_spec import InputSpec
     from zoo_transfer.model_file import load_for_inference
-    from zoo_transfer.predict import load_image, predict_files
+    from zoo_transfer.predict import predict_files
     from zoo_transfer.saving import save_for_inference
 
     rng = np.random.default_rng(1)

@@ -37,7 +37,8 @@ def test_flip_averages_the_image_and_its_mirror(model_and_images):
 
 
 def test_predict_files_with_flips_equals_the_mean(model_and_images, tmp_path):
-    from zoo_transfer.predict import load_image, predict_files
+    from zoo_transfer.data import load_image
+    from zoo_transfer.predict import predict_files
 
     model, x = model_and_images
     paths = []

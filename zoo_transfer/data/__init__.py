@@ -31,7 +31,7 @@ from zoo_transfer.data.containers import Resizable, ResizableArrays, ResizableIm
 from zoo_transfer.data.image_ops import (
     _decode_file as _decode_file,  # for the tests of reduced-scale JPEG decoding
 )
-from zoo_transfer.data.image_ops import read_image
+from zoo_transfer.data.image_ops import load_image, read_image
 from zoo_transfer.data.sources import Splits, load
 
 __all__ = [
@@ -42,5 +42,6 @@ __all__ = [
     "Splits",
     "augmentation_layers",
     "load",
+    "load_image",
     "read_image",
 ]
