@@ -7,7 +7,7 @@ Public modules beside this one: `stages` (the stage map other packages use),
 build, intercepted: what the card sweep and the card generator check).
 """
 
-from ._build import build, feature_extractor, normalization_layer
+from ._build import SOURCE_HEAD, build, feature_extractor, normalization_layer
 from ._keras_apps import constructor, instantiate, resolve_tap
 from ._situations import (
     RECIPES,
@@ -24,6 +24,7 @@ from ._weights import imagenet_weights_file
 
 __all__ = [
     "RECIPES",
+    "SOURCE_HEAD",
     "Plan",
     "TeachableMachineModel",
     "build",

@@ -150,6 +150,12 @@ def backbone_model(
         named = read_legacy_h5(path)
         if named is None:
             source = _load_keras3_file(card, path, include_top, **kwargs)
+            if include_top and len(source.layers) < len(model.layers):
+                raise WeightsMismatchError(
+                    f"{path} holds {card.name} without its classifier (top), so the "
+                    "pretrained classifier would be random. Pass a file saved with the top, "
+                    "or build a new head (num_classes=N)."
+                )
             copy_by_position(source, model, label=str(path))
             return model
         label = str(path)

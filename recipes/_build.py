@@ -433,6 +433,9 @@ def _head_stages(
     return [st for st in names[:last] if st in head_stages]
 
 
+SOURCE_HEAD = "source_head"  # feature_extractor's key for the pretrained classifier's output
+
+
 def feature_extractor(
     name: str,
     cuts: Sequence[str | int] = ("stage2", "stage3", "stage4"),
@@ -441,10 +444,18 @@ def feature_extractor(
     input_shape: tuple[int | None, int | None, int] | None = None,
     include_preprocessing: bool = True,
     trainable: bool = False,
+    source_head: bool = False,
 ) -> Any:
     """A model whose outputs are the backbone's features at `cuts`, like timm's `features_only`.
 
     Outputs are a dict keyed by the cut names; the input is raw RGB 0-255.
+
+    Args:
+        source_head: also output the pretrained classifier's probabilities (over the
+            card's `num_classes` source classes), under the key `"source_head"`, from
+            the same pass. The weights must then hold the classifier: a file without
+            it raises `WeightsMismatchError`, ImageNet weights without a cached top
+            `WeightsUnavailableError`.
 
     ```python
     fx = zoo_transfer.feature_extractor("resnet50", cuts=["stage3", "stage4"], weights=None)
@@ -461,14 +472,24 @@ def feature_extractor(
     builtin = card.preprocessing.mode == "builtin"
     if builtin and not include_preprocessing and supports(card, "include_preprocessing"):
         kwargs["include_preprocessing"] = False
-    full = backbone_model(card, include_top=False, weights=weights, input_shape=shape, **kwargs)
+    full = backbone_model(
+        card, include_top=source_head, weights=weights, input_shape=shape, **kwargs
+    )
     keys = [card.stages[c].name if isinstance(c, int) else str(c) for c in cuts]
+    if source_head and SOURCE_HEAD in keys:
+        raise BuildArgumentError(
+            f"A cut named {SOURCE_HEAD!r} would collide with the source head's output; "
+            "name the cut by its stage or layer."
+        )
     taps = []
     for c in cuts:
         try:
             taps.append(resolve_tap(full, _cut_ref(card, c)))
         except LayerReferenceError as exc:
             raise BuildArgumentError(f"Unknown cut {c!r} for {card.name}: {exc}") from None
+    if source_head:
+        keys.append(SOURCE_HEAD)
+        taps.append(full.output)
     backbone = keras.Model(full.input, taps, name=card.arch)
     backbone.zoo_card = card.name
     backbone.trainable = trainable

@@ -47,8 +47,8 @@ _LAZY = {
 # on first access, like the names above.
 _SUBMODULES = (
     "backup", "cached", "callbacks", "data", "demo", "evaluate", "folders", "input_spec",
-    "job", "linear_head", "model_file", "optimizers", "predict", "recipes", "registry",
-    "report", "saving", "training",
+    "job", "linear_head", "model_file", "optimizers", "predict", "rank", "recipes", "registry",
+    "report", "saving", "training", "transferability",
 )  # fmt: skip
 
 

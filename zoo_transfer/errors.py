@@ -126,6 +126,26 @@ class DataWarning(UserWarning):
     """Data that `zoo_transfer.data.load` left out, such as corrupt or non-image files."""
 
 
+class ScoreInputError(ZooTransferError, ValueError):
+    """Features, labels or probabilities that a transferability score cannot use.
+
+    Mismatched lengths, NaN or infinite values, a wrong shape, or probabilities that are
+    not probabilities; the message names which and how to fix it.
+    """
+
+
+class TooFewImagesError(ScoreInputError):
+    """A class with fewer than two images: no score (nor held-out probe) can judge it.
+
+    `class_name` names the class and `count` says how many images it has.
+    """
+
+    def __init__(self, message: str, class_name: str = "", count: int = 0):
+        super().__init__(message)
+        self.class_name = class_name
+        self.count = count
+
+
 class OutputFolderError(ZooTransferError, FileExistsError):
     """An out folder that would lose earlier work, or has nothing to resume."""
 

@@ -3,6 +3,7 @@
 - `catalog`: `list`, `info`, `validate`, `fetch` (the registry; no TensorFlow);
 - `train`: `train` and `demo` (the training job);
 - `predict`: `predict` and `evaluate` (a trained `.keras` file or a zoo model);
+- `rank`: `rank` (which zoo models suit a folder of images, before training);
 - `common`: how every command reports a failure.
 
 Commands import TensorFlow only when they run, so `zoo-transfer list` stays fast.
@@ -20,6 +21,7 @@ import click
 
 from zoo_transfer.cli.catalog import fetch_cmd, info_cmd, list_cmd, validate_cmd
 from zoo_transfer.cli.predict import evaluate_cmd, predict_cmd
+from zoo_transfer.cli.rank import rank_cmd
 from zoo_transfer.cli.train import demo_cmd, train_cmd
 
 
@@ -36,6 +38,7 @@ for _command in (
     fetch_cmd,
     predict_cmd,
     evaluate_cmd,
+    rank_cmd,
     train_cmd,
     demo_cmd,
 ):
