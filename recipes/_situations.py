@@ -16,6 +16,7 @@ uses cached backbone features where the plan allows it and they are exact) or wi
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -227,14 +228,31 @@ RECIPES: dict[str, Callable[..., tuple[Any, Plan]]] = {
 }
 
 
-def suggest(num_images: int, similar: bool, *, small_limit: int = SMALL_DATASET) -> Callable:
-    """The recipe for `num_images` training images, similar or not to ImageNet.
+def suggest(
+    num_images: int,
+    similar: bool,
+    *,
+    small_limit: int = SMALL_DATASET,
+    cut: str | None = None,
+) -> Callable:
+    """The recipe for `num_images` training images, similar or not to the pretraining data.
 
     Returns the recipe function; `suggest(800, similar=True)` is `small_similar`.
+    `similar` can be measured instead of guessed: `zoo_transfer.domain.measure_domain`.
+    For different data, `cut` replaces the fixed "stage before the last" with a stage
+    you measured (where a linear probe peaks, `zoo_transfer.rank.rank(...,
+    stages=True)`): `suggest(800, False, cut="stage3")` cuts there.
     """
     if isinstance(num_images, bool) or not isinstance(num_images, int) or num_images < 1:
         raise BuildArgumentError(
             f"Expected `num_images` to be a positive int. Received: num_images={num_images!r}"
         )
     size = "small" if num_images < small_limit else "large"
-    return RECIPES[f"{size}_{'similar' if similar else 'different'}"]
+    recipe = RECIPES[f"{size}_{'similar' if similar else 'different'}"]
+    if cut is None or similar:
+        return recipe
+    if not isinstance(cut, str) or not cut:
+        raise BuildArgumentError(f"Expected `cut` to be a stage name. Received: cut={cut!r}")
+    chosen = functools.partial(recipe, cut=cut)
+    functools.update_wrapper(chosen, recipe)
+    return chosen

@@ -125,3 +125,20 @@ def test_small_similar_plan_trains_the_head_on_cached_features(fresh_keras):
     model, plan = recipes.large_similar("digitnet", 5)
     plan.compile(model)
     assert not fit_transfer(model, (x, y), plan=plan, epochs=1, verbose=0).cached
+
+
+def test_suggest_cuts_different_data_where_it_is_told(fresh_keras):
+    from zoo_transfer.recipes import RECIPES, suggest
+    from zoo_transfer.recipes.stages import find_backbone
+
+    assert suggest(50, True, cut="stage2") is RECIPES["small_similar"]  # similar: no cut
+    chosen = suggest(50, False, cut="stage1")  # the default is the stage before the last
+    assert chosen.__name__ == "small_different"
+    model, plan = chosen("digitnet", 5, weights=None)
+    backbone, _ = find_backbone(model)
+    default, _ = suggest(50, False)("digitnet", 5, weights=None)
+    assert backbone.output.name != find_backbone(default)[0].output.name
+    assert backbone.output.shape[1] > find_backbone(default)[0].output.shape[1]  # earlier
+    assert plan.recipe == "small_different"
+    with pytest.raises(BuildArgumentError, match="stage name"):
+        suggest(50, False, cut=3)
