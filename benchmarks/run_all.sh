@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run every benchmark in benchmarks/ one after another (not gpu_check.py, which is for
 # a lent GPU machine on the JAX backend, nor defaults_sweep.py, the 12-minute sweep the
-# training defaults come from; see BENCHMARKS.md), then print each one's ratio line
+# training defaults come from, nor rank.py and forgetting.py, the issue-15 side-by-side
+# runs of 10-20 minutes each; see BENCHMARKS.md), then print each one's ratio line
 # again as a summary. About 16 minutes on 2 CPU cores (accuracy.py takes 8).
 #
 #     bash benchmarks/run_all.sh            # from the repository root, project venv active
@@ -19,7 +20,7 @@ summary=()
 start_all=$SECONDS
 for script in "$here"/*.py; do
     name="$(basename "$script" .py)"
-    case "$name" in gpu_check | defaults_sweep | _*) continue ;; esac
+    case "$name" in gpu_check | defaults_sweep | rank | forgetting | _*) continue ;; esac
     echo "=== $name"
     start=$SECONDS
     # Keep stdout (the results); stderr (TensorFlow's and Keras' log lines) goes to the log.
