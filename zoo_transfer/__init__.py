@@ -40,15 +40,18 @@ _LAZY = {
     "build": "zoo_transfer.recipes",
     "feature_extractor": "zoo_transfer.recipes",
     "load_teachable_machine": "zoo_transfer.recipes",
+    "adapt_batchnorm": "zoo_transfer.guards",
+    "wise_ft": "zoo_transfer.guards",
+    "wise_ft_sweep": "zoo_transfer.guards",
 }
 
 
 # Public submodules, reachable as attributes (`zoo_transfer.data.load(...)`) and imported
 # on first access, like the names above.
 _SUBMODULES = (
-    "backup", "cached", "callbacks", "data", "demo", "evaluate", "folders", "input_spec",
-    "job", "linear_head", "model_file", "optimizers", "predict", "rank", "recipes", "registry",
-    "report", "saving", "training", "transferability",
+    "backup", "cached", "callbacks", "data", "demo", "domain", "evaluate", "folders",
+    "guards", "input_spec", "job", "linear_head", "model_file", "optimizers", "predict",
+    "rank", "recipes", "registry", "report", "saving", "training", "transferability",
 )  # fmt: skip
 
 
@@ -79,6 +82,7 @@ __all__ = [
     "WeightsUnavailableError",
     "ZooTransferError",
     "__version__",
+    "adapt_batchnorm",
     "build",
     "feature_extractor",
     "fine_tune",
@@ -90,4 +94,6 @@ __all__ = [
     "lr_find",
     "register_model",
     "transfer_optimizer",
+    "wise_ft",
+    "wise_ft_sweep",
 ]

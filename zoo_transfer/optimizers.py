@@ -21,6 +21,13 @@ optimizer), whose learning rate is the base rate times the group's multiplier; w
   variables only (Keras would otherwise skip the whole state with a warning when the
   counts differ). `GradualUnfreezing` then rebinds the reloaded optimizer to every
   layer that may be unfrozen (`rebind`), carrying the restored state over.
+
+L2-SP (Li et al., ICML 2018), a guard against forgetting: with `l2_sp=alpha` the
+optimizer adds the gradient of `alpha/2 * ||w - w0||^2` to every pretrained weight that
+trains (w0: its value when `transfer_optimizer` was called) and of
+`beta/2 * ||w||^2` (`l2_sp_head=beta`) to the new head's weights, before the inner
+optimizer steps, so it works with any inner optimizer. The anchors w0 are optimizer
+variables: saved and restored with its state (backups, `rebind`), never in a model file.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from typing import Any
 
 import keras
 
-from zoo_transfer.errors import BuildArgumentError, OptimizerMismatchError
+from zoo_transfer.errors import ArgumentError, BuildArgumentError, OptimizerMismatchError
 
 
 @keras.saving.register_keras_serializable(package="zoo_transfer")
@@ -122,6 +129,43 @@ def _unit(variable: Any) -> str:
     return variable.path.rsplit("/", 1)[0]
 
 
+_HEAD = "head"  # the group of the layers outside the backbone (`recipes.stages.HEAD`)
+_HEAD_PREFIX = "head_"  # `build` names its new head's layers so
+L2_SP_HEAD_RATIO = 0.1  # l2_sp_head defaults to this times l2_sp
+_ANCHOR = "l2sp_anchor"  # suffix of the anchors' optimizer-variable names
+
+
+def check_l2_sp(value: Any, name: str = "l2_sp") -> float:
+    """`value` as a finite float >= 0 (None is 0: off), or `ArgumentError` naming it."""
+    import math
+    import numbers
+
+    if value is None:
+        return 0.0
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not (math.isfinite(float(value)) and float(value) >= 0)
+    ):
+        raise ArgumentError(
+            f"Expected `{name}` to be a finite number >= 0 (the strength of the L2-SP "
+            f"penalty, e.g. 0.01; 0 or None turns it off). Received: {name}={value!r}"
+        )
+    return float(value)
+
+
+def _replica_share() -> float:
+    """1/replicas inside a `tf.distribute` replica: Keras sums the replicas' gradients
+    of a loss it divided by their number, so a penalty's gradient is divided the same way."""
+    if keras.backend.backend() != "tensorflow":
+        return 1.0
+    import tensorflow as tf
+
+    if tf.distribute.in_cross_replica_context():
+        return 1.0
+    return 1.0 / tf.distribute.get_strategy().num_replicas_in_sync
+
+
 @keras.saving.register_keras_serializable(package="zoo_transfer")
 class GroupedOptimizer(keras.optimizers.MultiOptimizer):
     """One clone of `base` per group (or layer), learning rate scaled by the group's multiplier.
@@ -131,6 +175,11 @@ class GroupedOptimizer(keras.optimizers.MultiOptimizer):
         groups: layer name -> group (`zoo_transfer.recipes.layer_groups(model)`).
         multipliers: group -> learning-rate multiplier (see `resolve_multipliers`).
         per: `"group"` (one inner optimizer per group) or `"layer"`.
+        l2_sp: `float`, L2-SP strength alpha on the pretrained weights (0: off).
+        l2_sp_head: `float`, plain L2 strength beta on the new head's weights (`head_*`
+            layers of the `head` group); None: `0.1 * l2_sp`.
+
+    See `transfer_optimizer` for L2-SP.
 
     Prefer `zoo_transfer.transfer_optimizer(model, ...)`, which fills both in.
     """
@@ -142,6 +191,8 @@ class GroupedOptimizer(keras.optimizers.MultiOptimizer):
         multipliers: Mapping[str, float] | None = None,
         per: str = "group",
         name: str | None = None,
+        l2_sp: float | None = 0.0,
+        l2_sp_head: float | None = None,
         **kwargs: Any,
     ):
         super().__init__(self._select, name=name or "grouped_optimizer", **kwargs)
@@ -154,9 +205,24 @@ class GroupedOptimizer(keras.optimizers.MultiOptimizer):
         if per not in ("group", "layer"):
             raise BuildArgumentError(f"Expected per='group' or 'layer'. Received: {per!r}")
         self.per = per
+        self.l2_sp = check_l2_sp(l2_sp, "l2_sp")
+        self.l2_sp_head = (
+            L2_SP_HEAD_RATIO * self.l2_sp
+            if l2_sp_head is None
+            else check_l2_sp(l2_sp_head, "l2_sp_head")
+        )
+        if self.l2_sp and base.get_config().get("weight_decay"):
+            raise ArgumentError(
+                "L2-SP replaces weight decay (decay pulls pretrained weights to 0, L2-SP to "
+                f"their pretrained values). Received: l2_sp={self.l2_sp} with a "
+                f"{type(base).__name__} of weight_decay={base.get_config()['weight_decay']}. "
+                "Pass an optimizer without weight decay (e.g. 'adam'), or l2_sp=0."
+            )
         # Not tracked: the optimizer's tracker would add model variables to its own state.
         object.__setattr__(self, "_all_variables", None)
         object.__setattr__(self, "_pending", {})
+        object.__setattr__(self, "_w0", None)  # path -> value, taken by `bind`
+        object.__setattr__(self, "_anchors", {})  # variable key -> its anchor (w0)
         self._by_unit: dict[str, Any] = {}
 
     # ------------------------------------------------------------- inner optimizers
@@ -187,11 +253,32 @@ class GroupedOptimizer(keras.optimizers.MultiOptimizer):
         return self._by_unit[unit]
 
     def bind(self, model: Any) -> GroupedOptimizer:
-        """Build over every variable of `model` that can ever train (frozen or not)."""
+        """Build over every variable of `model` that can ever train (frozen or not).
+
+        With L2-SP on, the values of the pretrained ones now are the anchors w0.
+        """
         if self.built:
             return self
-        object.__setattr__(self, "_all_variables", _potential_variables(model))
+        variables = _potential_variables(model)
+        object.__setattr__(self, "_all_variables", variables)
+        if self.l2_sp:
+            w0 = {
+                v.path: keras.ops.convert_to_numpy(v).copy()
+                for v in variables
+                if not self._is_new(v)
+            }
+            object.__setattr__(self, "_w0", w0)
         return self
+
+    def _is_new(self, variable: Any) -> bool:
+        """A variable of the new head (`head_*` layers outside the backbone): no w0."""
+        unit = _unit(variable)
+        return unit.startswith(_HEAD_PREFIX) and self.groups.get(unit) == _HEAD
+
+    def anchors(self) -> dict[str, Any]:
+        """L2-SP's w0 by model-variable path (empty when L2-SP is off or not built)."""
+        by_key = {self._var_key(v): v for v in self._trainable_variables}
+        return {by_key[k].path: a for k, a in self._anchors.items() if k in by_key}
 
     def covers(self, model: Any) -> bool:
         """Whether every variable of `model` that may ever train has state here."""
@@ -259,10 +346,52 @@ class GroupedOptimizer(keras.optimizers.MultiOptimizer):
     def build(self, var_list: Sequence[Any]) -> None:
         if self.built:
             return
-        super().build(self._all_variables or list(var_list))
+        variables = self._all_variables or list(var_list)
+        super().build(variables)
         for inner in self._inner_optimizers:
             if isinstance(inner._learning_rate, ScaledSchedule):
                 inner._learning_rate.global_step = self.iterations
+        if self.l2_sp:
+            self._build_anchors(variables)
+
+    def _build_anchors(self, variables: Sequence[Any]) -> None:
+        """One non-trainable optimizer variable per pretrained variable: its w0.
+
+        Its value is the one `bind` took (`transfer_optimizer`), else (an optimizer made
+        from its config, e.g. by `load_model`) the variable's value now; a saved state
+        (backup, `.keras` file, `rebind`) then replaces it by path.
+        """
+        w0 = self._w0 or {}
+        anchors = {}
+        for variable in variables:
+            if self._is_new(variable):
+                continue
+            start = w0.get(variable.path)
+            if start is None:
+                start = keras.ops.convert_to_numpy(variable).copy()
+
+            def initializer(shape: Any, dtype: Any = None, value: Any = start) -> Any:
+                return keras.ops.convert_to_tensor(value, dtype=dtype)
+
+            anchors[self._var_key(variable)] = self.add_variable_from_reference(
+                variable, _ANCHOR, initializer=initializer
+            )
+        object.__setattr__(self, "_anchors", anchors)
+        object.__setattr__(self, "_w0", None)  # the anchors hold it now
+
+    def _penalised(self, grad: Any, variable: Any) -> Any:
+        """`grad` plus the L2-SP gradient: alpha (w - w0), or beta w for the new head."""
+        anchor = self._anchors.get(self._var_key(variable))
+        if anchor is not None:
+            pull = keras.ops.subtract(variable, anchor) * self.l2_sp
+        elif self._is_new(variable) and self.l2_sp_head:
+            pull = keras.ops.convert_to_tensor(variable) * self.l2_sp_head
+        else:
+            return grad
+        share = _replica_share()
+        if share != 1.0:
+            pull = pull * share
+        return keras.ops.add(grad, keras.ops.cast(pull, grad.dtype))
 
     def apply(self, grads: Sequence[Any], trainable_variables: Sequence[Any] | None = None):
         """Apply to any subset of the variables it was built over (the trainable ones)."""
@@ -282,6 +411,8 @@ class GroupedOptimizer(keras.optimizers.MultiOptimizer):
                     "Compile with zoo_transfer.transfer_optimizer(model, ...) so it covers "
                     "every layer that may be unfrozen."
                 )
+            if (self.l2_sp or self.l2_sp_head) and grad is not None:
+                grad = self._penalised(grad, var)
             per_optimizer.setdefault(self._var_to_optimizer_idx[key], []).append((grad, var))
         for idx, pairs in per_optimizer.items():
             sub_grads, sub_vars = zip(*pairs, strict=True)
@@ -295,6 +426,8 @@ class GroupedOptimizer(keras.optimizers.MultiOptimizer):
             "groups": self.groups,
             "multipliers": self.multipliers,
             "per": self.per,
+            "l2_sp": self.l2_sp,
+            "l2_sp_head": self.l2_sp_head,
         }
 
     @classmethod
@@ -333,10 +466,23 @@ def transfer_optimizer(
     learning_rate: Any = None,
     lr_mult: Any = None,
     per: str = "group",
+    l2_sp: float | None = None,
+    l2_sp_head: float | None = None,
 ) -> GroupedOptimizer | GroupedLossScaleOptimizer:
     """An optimizer for a model from `build`: discriminative LRs, safe to unfreeze.
 
     Under a `mixed_float16` policy it comes wrapped in a `GroupedLossScaleOptimizer`.
+
+    L2-SP (`l2_sp=alpha`, Li et al., ICML 2018) keeps the fine-tuned backbone near its
+    pretrained weights, a guard against forgetting what pretraining taught: every step
+    adds the gradient of `alpha/2 * ||w - w0||^2` to each weight outside the new head
+    that trains, and of `beta/2 * ||w||^2` (`l2_sp_head=beta`) to the new head's
+    (`head_*` layers), before the inner optimizer steps. It replaces weight decay (an
+    optimizer with `weight_decay` is refused), works with any base optimizer, and
+    touches no frozen weight. **w0 is each weight's value when this function is
+    called**: call it right after `build` (or after your own changes you want kept).
+    The anchors are optimizer variables (`optimizer.anchors()`), saved and restored
+    with the optimizer's state (`zoo_transfer.backup`), never written to a model file.
 
     Args:
         model: a model from `zoo_transfer.build`.
@@ -347,11 +493,16 @@ def transfer_optimizer(
             None for one learning rate everywhere.
         per: one inner optimizer (and Adam step counter) per `"group"` or per `"layer"`;
             `"layer"` if you unfreeze parts of a stage at different times.
+        l2_sp: `float >= 0`, the L2-SP strength alpha (None or 0: off), e.g. 0.01.
+        l2_sp_head: `float >= 0`, the plain L2 strength beta on the new head (default
+            `0.1 * l2_sp`).
 
     ```python
     model = zoo_transfer.build("resnet50", num_classes=5, trainable_from="stage3")
     opt = zoo_transfer.transfer_optimizer(model, "adam", learning_rate=1e-3, lr_mult=(0.01, 1))
     model.compile(opt, "sparse_categorical_crossentropy")
+    # the same, the backbone held near its pretrained weights:
+    opt = zoo_transfer.transfer_optimizer(model, "adam", learning_rate=1e-3, l2_sp=0.01)
     ```
     """
     from zoo_transfer.recipes.stages import group_order, layer_groups
@@ -364,6 +515,8 @@ def transfer_optimizer(
             "layer that may be unfrozen. On JAX, compile with a plain optimizer and "
             "unfreeze between fit calls (compile again after each change)."
         )
+    check_l2_sp(l2_sp, "l2_sp")  # before any work: the error names the bad value
+    check_l2_sp(l2_sp_head, "l2_sp_head")
     base = keras.optimizers.get(optimizer)
     if learning_rate is not None:
         config = base.get_config()
@@ -376,7 +529,9 @@ def transfer_optimizer(
     groups = layer_groups(model)
     multipliers = resolve_multipliers(group_order(model), lr_mult)
     with _strategy_scope(model):
-        grouped = GroupedOptimizer(base, groups, multipliers, per=per).bind(model)
+        grouped = GroupedOptimizer(
+            base, groups, multipliers, per=per, l2_sp=l2_sp, l2_sp_head=l2_sp_head
+        ).bind(model)
         if keras.config.dtype_policy().name == "mixed_float16":
             return GroupedLossScaleOptimizer(grouped)
         return grouped

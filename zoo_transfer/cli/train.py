@@ -116,6 +116,28 @@ def _command_line() -> str:
     is_flag=True,
     help="Leave out class folders with no readable image (with a warning) instead of failing.",
 )
+@click.option(
+    "--l2-sp",
+    "l2_sp",
+    type=float,
+    metavar="ALPHA",
+    help="L2-SP: pull every pretrained weight toward its pretrained value while fine-tuning, "
+    "with strength ALPHA (e.g. 0.01); the new head gets plain L2 of ALPHA/10.",
+)
+@click.option(
+    "--wise-ft",
+    "wise_ft",
+    metavar="ALPHA|sweep",
+    help="WiSE-FT after the epochs: final.keras = (1-ALPHA) x the linear probe's weights + "
+    "ALPHA x the last epoch's (--final does not apply); 'sweep' chooses ALPHA in "
+    "0,0.25,...,1 on the validation images (metrics.json and the report list each).",
+)
+@click.option(
+    "--adabn",
+    is_flag=True,
+    help="AdaBN: re-estimate every BatchNorm layer's statistics on the training images "
+    "before the linear probe.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def train_cmd(model: str, **opts) -> None:
     """Fine-tune MODEL on --data into an out folder (models, history, report).
@@ -125,7 +147,14 @@ def train_cmd(model: str, **opts) -> None:
         --unfreeze 4:stage4 --epochs 6 --out runs/photos
     """
     import_tensorflow_quietly()
-    from zoo_transfer.job import JobConfig, parse_lr_mult, parse_sizes, parse_unfreeze, run
+    from zoo_transfer.job import (
+        JobConfig,
+        parse_lr_mult,
+        parse_sizes,
+        parse_unfreeze,
+        parse_wise_ft,
+        run,
+    )
 
     if opts["image_size"] and opts["progressive"]:
         _fail("Pass --image-size or --progressive, not both.")
@@ -153,6 +182,9 @@ def train_cmd(model: str, **opts) -> None:
             seed=opts["seed"],
             cache_features=opts["cache_features"],
             drop_empty_classes=opts["drop_empty_classes"],
+            l2_sp=opts["l2_sp"],
+            wise_ft=parse_wise_ft(opts["wise_ft"]) if opts["wise_ft"] is not None else None,
+            adabn=opts["adabn"],
         )
         out = opts["out"] or Path("runs") / model.replace("/", "_")
         result = run(
@@ -179,7 +211,9 @@ def train_cmd(model: str, **opts) -> None:
             f"linear probe before the epochs: val_accuracy {probed:.4f} (best.keras holds "
             "the best of the probe and the epochs)"
         )
-    if result.final_from != "last epoch":
+    if result.wise_ft is not None:
+        click.echo(f"final.keras holds the {result.final_from}")
+    elif result.final_from != "last epoch":
         click.echo(f"final.keras holds the {result.final_from}'s weights (best val_accuracy)")
     click.echo(
         f"done{how}: val_accuracy {'-' if acc is None else f'{acc:.4f}'}; "

@@ -9,6 +9,7 @@ the run, and nothing in it is ever overwritten by accident:
 | `labels.json` | class names, in the order of the model's outputs |
 | `history.json` | one record per finished epoch (metrics, image size, trainable params) |
 | `best.keras`, `final.keras` | best validation accuracy, and the last epoch (labels inside) |
+| `probe.keras` | the model right after the linear probe, with `--wise-ft` (its reference) |
 | `backup/` | training state of the last two epochs (`zoo_transfer.backup`): `--resume` |
 |           | goes on from the last good one; a finished run resumed with more `--epochs` |
 |           | trains on |
@@ -46,11 +47,13 @@ from zoo_transfer.job.config import (
     PRECISIONS,
     RECIPE_NAMES,
     STRATEGIES,
+    WISE_FT_SWEEP,
     JobConfig,
     JobResult,
     parse_lr_mult,
     parse_sizes,
     parse_unfreeze,
+    parse_wise_ft,
     progressive_schedule,
 )
 from zoo_transfer.job.distribution import make_strategy
@@ -81,6 +84,7 @@ __all__ = [
     "RECIPE_NAMES",
     "RUN_OUTPUTS",
     "STRATEGIES",
+    "WISE_FT_SWEEP",
     "JobConfig",
     "JobResult",
     "drop_earlier_run",
@@ -88,6 +92,7 @@ __all__ = [
     "parse_lr_mult",
     "parse_sizes",
     "parse_unfreeze",
+    "parse_wise_ft",
     "prepare_out",
     "progressive_schedule",
     "restore_earlier_run",

@@ -30,6 +30,8 @@ STRATEGIES = ("auto", "mirrored", "tpu", "multiworker")
 FINAL_CHOICES = ("best", "last")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 EMBEDDED_DATA = "zoo:digits"  # the demo's digits, shipped with the package
+WISE_FT_SWEEP = "sweep"  # --wise-ft sweep: alpha chosen on the validation images
+PROBING_RECIPES = ("auto", "lp-ft")  # the recipes whose plan fits the linear probe
 _COUNTED_FROM = "epochs_count_from"  # in config.json: 1 (0.1 wrote 0-based epochs, no key)
 
 
@@ -65,6 +67,15 @@ class JobConfig:
             them (`zoo_transfer.cached`); the result is the same full model.
         drop_empty_classes: leave out class folders with no readable image (with a
             warning) instead of failing.
+        l2_sp: L2-SP strength alpha for the fine-tuning optimizer (`transfer_optimizer(...,
+            l2_sp=)`): the backbone is pulled toward its pretrained weights. None: off.
+        wise_ft: WiSE-FT after the epochs: a number in [0, 1] (final.keras becomes
+            `(1 - a) * probe + a * last epoch`, whatever `final` says; best.keras is still
+            the best of the probe and the epochs) or `"sweep"` (a chosen from 0, 0.25, ...,
+            1 on the validation images). Needs the linear probe (its weights are
+            `probe.keras`). None: off.
+        adabn: re-estimate every BatchNorm layer's statistics on the training images
+            before the linear probe (`zoo_transfer.adapt_batchnorm`).
     """
 
     model: str
@@ -89,6 +100,9 @@ class JobConfig:
     seed: int = 0
     cache_features: bool = True
     drop_empty_classes: bool = False
+    l2_sp: float | None = None
+    wise_ft: float | str | None = None
+    adabn: bool = False
 
     def __post_init__(self) -> None:
         self.unfreeze = {int(k): str(v) for k, v in (self.unfreeze or {}).items()}
@@ -135,6 +149,40 @@ class JobConfig:
         if self.progressive is not None:
             self.progressive = [int(s) for s in self.progressive]
             progressive_schedule(self.progressive, self.epochs)  # raises if it cannot fit
+        self._check_guards()
+
+    def _check_guards(self) -> None:
+        """The forgetting guards: L2-SP's strength, WiSE-FT's alpha and what it needs."""
+        if self.l2_sp is not None and (
+            isinstance(self.l2_sp, bool)
+            or not isinstance(self.l2_sp, (int, float))
+            or not math.isfinite(self.l2_sp)
+            or self.l2_sp < 0
+        ):
+            raise BuildArgumentError(
+                "Expected --l2-sp to be a finite number >= 0, the strength of the pull toward "
+                f"the pretrained weights, e.g. 0.01. Received: l2_sp={self.l2_sp!r}"
+            )
+        if self.wise_ft is None:
+            return
+        self.wise_ft = parse_wise_ft(self.wise_ft)
+        probing = self.probe if self.probe is not None else self.recipe in PROBING_RECIPES
+        if not probing:
+            raise BuildArgumentError(
+                "--wise-ft interpolates toward the linear probe's weights, but this run fits "
+                f"no probe (recipe={self.recipe!r}, probe={self.probe!r}). Use --recipe lp-ft "
+                "or --probe, or drop --wise-ft."
+            )
+        if (
+            self.wise_ft == WISE_FT_SWEEP
+            and self.validation is None
+            and not (self.validation_split or str(self.data) == EMBEDDED_DATA)
+        ):
+            raise BuildArgumentError(
+                "--wise-ft sweep chooses alpha on the validation images, but this run has none "
+                "(no --validation and --validation-split 0). Give it validation images, or a "
+                "fixed alpha such as --wise-ft 0.5."
+            )
 
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -166,6 +214,7 @@ class JobResult:
     cached: bool = False  # the head trained on cached backbone features
     probe: dict[str, Any] | None = None  # the linear probe before the epochs (probe.json)
     final_from: str = "last epoch"  # whose weights final.keras holds: "epoch 3", "linear probe"
+    wise_ft: dict[str, Any] | None = None  # the WiSE-FT alpha (and the sweep's accuracies)
 
 
 def parse_sizes(text: str) -> list[int]:
@@ -211,6 +260,22 @@ def parse_lr_mult(text: str) -> list[float]:
     if not 0 < lo <= hi:
         raise BuildArgumentError(f"Expected 0 < lo <= hi in --lr-mult. Received: {text!r}")
     return [lo, hi]
+
+
+def parse_wise_ft(text: Any) -> float | str:
+    """`"sweep"` -> `"sweep"`; `"0.5"` (or 0.5) -> `0.5`, a number in [0, 1]."""
+    if str(text).strip().lower() == WISE_FT_SWEEP:
+        return WISE_FT_SWEEP
+    try:
+        alpha = float(text) if not isinstance(text, bool) else math.nan
+    except (TypeError, ValueError):
+        alpha = math.nan
+    if not (math.isfinite(alpha) and 0.0 <= alpha <= 1.0):
+        raise BuildArgumentError(
+            "Expected --wise-ft to be a number in [0, 1] (0: the linear probe's weights, 1: the "
+            f"fine-tuned ones) or 'sweep'. Received: {text!r}"
+        )
+    return alpha
 
 
 def progressive_schedule(sizes: list[int], epochs: int) -> dict[int, int]:

@@ -29,6 +29,7 @@ def _write_report(
     recipe: str,
     spec: InputSpec,
     probe: dict[str, Any] | None = None,
+    wise_ft: dict[str, Any] | None = None,
 ) -> None:
     from zoo_transfer.report import write_report
 
@@ -37,7 +38,22 @@ def _write_report(
         confusion, mistakes, metrics = _confusion(
             model, splits.val, class_names, spec.crop_fraction
         )
+        if wise_ft is not None:
+            metrics["wise_ft"] = wise_ft
         _write_json(out / "metrics.json", metrics)
+    notes = _tta_note(metrics)
+    if config.adabn:
+        notes.append(
+            "AdaBN (--adabn): every BatchNorm layer's moving mean and variance were "
+            "re-estimated on the training images before the linear probe."
+        )
+    if config.l2_sp:
+        notes.append(
+            f"L2-SP (--l2-sp {config.l2_sp:g}): the fine-tuning pulled every pretrained "
+            "weight toward its pretrained value."
+        )
+    if wise_ft is not None:
+        notes.append(wise_ft_note(wise_ft))
     resolved = {**config.to_json(), "resolved_recipe": recipe, "skipped_files": splits.skipped}
     write_report(
         out,
@@ -48,8 +64,24 @@ def _write_report(
         misclassified=mistakes,
         config=resolved,
         probe=probe,
-        notes=_tta_note(metrics),
+        notes=notes,
     )
+
+
+def wise_ft_note(record: dict[str, Any]) -> str:
+    """The report's line on WiSE-FT (`--wise-ft`), from what `metrics.json` records."""
+    alpha = record["alpha"]
+    line = (
+        f"WiSE-FT ({record['chosen_by']}): final.keras holds {1 - alpha:g} x the linear probe's "
+        f"weights + {alpha:g} x the fine-tuned ones ({record['fine_tuned']}), alpha {alpha:g}"
+    )
+    tried = list(zip(record.get("alphas", []), record.get("val_accuracies", []), strict=True))
+    if len(tried) > 1:
+        shown = ", ".join(f"{a:g}: {acc:.4f}" for a, acc in tried)
+        line += f"; val_accuracy by alpha: {shown}"
+    elif tried:
+        line += f"; val_accuracy {tried[0][1]:.4f}"
+    return line + "."
 
 
 def _tta_note(metrics: dict[str, Any]) -> list[str]:

@@ -30,7 +30,8 @@ from zoo_transfer.report import REPORT_FILES
 _RUN_FILES = ("config.json", "history.json", "labels.json")
 MANIFEST = "zoo-transfer-run.json"  # what a run writes in its out folder: all --overwrite removes
 RUN_OUTPUTS = (
-    *_RUN_FILES, "metrics.json", "probe.json", "best.keras", "final.keras", "interrupted.keras",
+    *_RUN_FILES, "metrics.json", "probe.json", "probe.keras", "best.keras", "final.keras",
+    "interrupted.keras",
     "backup", "features", MANIFEST, *REPORT_FILES,
 )  # fmt: skip
 LOCK = ".zoo-transfer.lock"  # held by the process training in the folder

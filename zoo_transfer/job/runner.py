@@ -8,6 +8,12 @@ backups), chooses what `final.keras` holds, and writes the report
 (`zoo_transfer.job.evaluation`). On failure it restores an earlier run it was replacing
 and turns a write error into one `OutputWriteError`. Keras and TensorFlow are imported
 inside the functions.
+
+The forgetting guards (`zoo_transfer.guards`, L2-SP in `zoo_transfer.optimizers`) fit
+in as steps: `--adabn` re-estimates BatchNorm statistics on the training images before
+the probe, `--l2-sp` goes into the optimizer, and `--wise-ft` interpolates the last
+epoch's weights toward the probe's (`probe.keras`) once the epochs are done; `final`
+then does not apply (best.keras is still written).
 """
 
 from __future__ import annotations
@@ -25,9 +31,15 @@ from zoo_transfer.errors import (
     TrainingInterrupted,
 )
 from zoo_transfer.input_spec import DEFAULT_SIDE, InputSpec
-from zoo_transfer.job.config import EMBEDDED_DATA, JobConfig, JobResult, progressive_schedule
+from zoo_transfer.job.config import (
+    EMBEDDED_DATA,
+    WISE_FT_SWEEP,
+    JobConfig,
+    JobResult,
+    progressive_schedule,
+)
 from zoo_transfer.job.distribution import _is_chief, _multiworker_fixes, make_strategy
-from zoo_transfer.job.evaluation import _write_report
+from zoo_transfer.job.evaluation import _write_report, wise_ft_note
 from zoo_transfer.job.outfolder import (
     _ASIDE,
     MANIFEST,
@@ -40,6 +52,8 @@ from zoo_transfer.job.outfolder import (
     prepare_out,
     restore_earlier_run,
 )
+
+PROBE_MODEL = "probe.keras"  # the model right after the linear probe (with --wise-ft)
 
 
 def _load_data(config: JobConfig, spec: InputSpec) -> Any:
@@ -288,6 +302,7 @@ def _run(
             "adam",
             learning_rate=config.lr or plan.learning_rate,
             lr_mult=tuple(config.lr_mult) if config.lr_mult else plan.lr_mult,
+            l2_sp=config.l2_sp,  # w0: the pretrained weights, before AdaBN and the probe
         )
         model.compile(optimizer, loss, metrics=["accuracy"])
     unfreeze = _from_zero(config.unfreeze) if config.unfreeze else dict(plan.unfreeze)
@@ -302,6 +317,8 @@ def _run(
         start_records = json.loads(history_path.read_text())[:initial_epoch]
     history_cb = _history_callback(history_path, start_records)
     best_cb = None
+    if config.adabn and initial_epoch == 0:  # a resumed run restored the adapted statistics
+        _adabn(model, splits, verbose)
     probe = _probe(config, plan, model, splits, out, work, initial_epoch, chief, verbose, spec)
     callbacks: list[Any] = [EpochSeeding(splits.train_images)]
     if len(set(sizes)) > 1:
@@ -368,7 +385,12 @@ def _run(
     events = _events(history, unfreeze)
     val_accuracy = history.get("val_accuracy", [None])[-1] if history else None
     final_from = "last epoch"
-    if config.final == "best" and best_cb is not None and val_accuracy is not None:
+    wise = None
+    if config.wise_ft is not None:  # the last epoch toward the probe, whatever `final` says
+        wise = _wise_ft(config, model, splits, work, verbose)
+        val_accuracy = wise.get("val_accuracy", val_accuracy)
+        final_from = f"WiSE-FT mix (alpha {wise['alpha']:g}) of the linear probe and the last epoch"
+    elif config.final == "best" and best_cb is not None and val_accuracy is not None:
         if best_cb.best > val_accuracy and (work / "best.keras").exists():
             best = keras.saving.load_model(work / "best.keras", compile=False)
             model.set_weights(best.get_weights())
@@ -388,15 +410,16 @@ def _run(
         if report:
             if config.strategy == "multiworker":  # predict here alone, not collectively
                 model = keras.saving.load_model(final)
-            shown = {**probe, "final_from": final_from} if probe else None
+            shown = {**probe, "final_from": final_from} if probe and not wise else probe
             _write_report(
-                out, model, splits, class_names, history, events, config, recipe, spec, shown
-            )
+                out, model, splits, class_names, history, events, config, recipe, spec, shown,
+                wise_ft=wise,
+            )  # fmt: skip
     else:
         shutil.rmtree(work, ignore_errors=True)
     return JobResult(
         out, history, class_names, val_accuracy, list(splits.skipped), events, model,
-        _fingerprint(model), cached, probe, final_from,
+        _fingerprint(model), cached, probe, final_from, wise,
     )  # fmt: skip
 
 
@@ -424,6 +447,12 @@ def _probe(
         return None
     result = probe_head(model, splits, verbose=verbose)
     if result is None:
+        if config.wise_ft is not None:
+            raise BuildArgumentError(
+                "--wise-ft interpolates toward the linear probe's weights, but the probe was "
+                "skipped: the head has hidden layers. Use a recipe with a linear head "
+                "(--recipe lp-ft), or drop --wise-ft."
+            )
         return None
     probe = {
         "val_accuracy": result.val_accuracy,
@@ -441,7 +470,64 @@ def _probe(
             class_names=list(splits.class_names),
             input_spec=spec,
         )
+    if config.wise_ft is not None:  # WiSE-FT's reference; best.keras may be replaced
+        save_for_inference(
+            model, work / PROBE_MODEL, class_names=list(splits.class_names), input_spec=spec
+        )
     return probe
+
+
+def _adabn(model: Any, splits: Any, verbose: int) -> None:
+    """`--adabn`: BatchNorm statistics from the training images (in order, unaugmented)."""
+    from zoo_transfer.guards import adapt_batchnorm
+
+    names = adapt_batchnorm(model, splits)
+    if verbose:
+        print(
+            f"AdaBN: moving statistics of {len(names)} BatchNorm layers re-estimated on "
+            f"{splits.num_train} training images"
+        )
+
+
+def _wise_ft(
+    config: JobConfig, model: Any, splits: Any, work: Path, verbose: int
+) -> dict[str, Any]:
+    """`--wise-ft`: `model` (the last epoch's weights) mixed with `probe.keras`'s.
+
+    The fine-tuned end is the last epoch, as in WiSE-FT (Wortsman et al.), not the model
+    `--final best` would pick: alpha 0 is the probe itself, so a sweep can still choose
+    it, while an epoch that beat the probe on the validation images mid-run is not a
+    candidate. A fixed alpha is applied and, with validation images, measured; `sweep` scores
+    `guards.DEFAULT_ALPHAS` on them and keeps the best. Scored on a plain copy of the
+    model, outside any distribution strategy, so every worker decides alone and alike.
+    Returns what `metrics.json` records under `wise_ft`.
+    """
+    import keras
+
+    from zoo_transfer.guards import DEFAULT_ALPHAS, wise_ft, wise_ft_sweep
+    from zoo_transfer.saving import inference_copy
+
+    reference = keras.saving.load_model(work / PROBE_MODEL, compile=False).get_weights()
+    sweep = config.wise_ft == WISE_FT_SWEEP
+    alphas = DEFAULT_ALPHAS if sweep else (float(config.wise_ft),)
+    record: dict[str, Any] = {
+        "chosen_by": "validation sweep" if sweep else "--wise-ft",
+        "alpha": alphas[0],
+        "fine_tuned": "last epoch",
+    }
+    if sweep and splits.val_images is None:
+        raise BuildArgumentError(
+            "--wise-ft sweep chooses alpha on the validation images, but this run has none. "
+            "Give it validation images (--validation, --validation-split), or a fixed alpha "
+            "such as --wise-ft 0.5."
+        )
+    if splits.val_images is not None:
+        measured = wise_ft_sweep(inference_copy(model), reference, splits.val_images, alphas)
+        record.update(measured.to_json())
+    wise_ft(model, record["alpha"], reference=reference)
+    if verbose:
+        print(wise_ft_note(record))
+    return record
 
 
 def _fingerprint(model: Any) -> str:
