@@ -105,7 +105,7 @@ def test_parallel_branches_share_a_round_and_stay_exact(keras_session):
     """Two BatchNorm layers side by side and one after both: two rounds, exact statistics."""
     import keras
 
-    from zoo_transfer.guards import _batchnorm_layers, _generations
+    from zoo_transfer.guards.adabn import _batchnorm_layers, _generations
 
     inputs = keras.Input((8, 8, 3))
     a = keras.layers.BatchNormalization(name="bn_a")(keras.layers.Conv2D(4, 3, name="ca")(inputs))
