@@ -11,6 +11,7 @@ from ._build import SOURCE_HEAD, build, feature_extractor, normalization_layer
 from ._keras_apps import constructor, instantiate, resolve_tap
 from ._situations import (
     RECIPES,
+    SMALL_DATASET,
     Plan,
     large_different,
     large_similar,
@@ -23,6 +24,7 @@ from ._teachable import TeachableMachineModel, load_teachable_machine
 from ._weights import imagenet_weights_file
 
 __all__ = [
+    "SMALL_DATASET",
     "RECIPES",
     "SOURCE_HEAD",
     "Plan",

@@ -14,6 +14,7 @@ import click
 from zoo_transfer.cli._quiet import import_tensorflow_quietly
 from zoo_transfer.cli.common import fail as _fail
 from zoo_transfer.errors import TrainingInterrupted, ZooTransferError
+from zoo_transfer.job.config import RECIPE_NAMES
 
 
 def _progress(quiet: bool) -> int:
@@ -41,20 +42,27 @@ def _command_line() -> str:
 @click.option("--epochs", type=int, default=5, show_default=True)
 @click.option(
     "--recipe",
-    type=click.Choice(
-        ["auto", "lp-ft", "small-similar", "small-different", "large-similar", "large-different"]
-    ),
+    type=click.Choice(list(RECIPE_NAMES)),
     default="auto",
     show_default=True,
     help="auto is lp-ft: a converged linear head first, then the whole backbone "
-    "fine-tunes from it at a low learning rate.",
+    "fine-tunes from it at a low learning rate. situation: the four-situation table, from "
+    "the number of images and the measured domain (different data is cut where a linear "
+    "probe on each stage peaks).",
 )
 @click.option(
     "--similar/--different",
-    default=True,
-    show_default=True,
-    help="Is the data like the pretraining data (ImageNet)? Progressive resizing then "
-    "keeps BatchNorm statistics.",
+    default=None,
+    help="Is the data like the pretraining data? Default: measured from the source head's "
+    "confidence on your images (the log and the report say why). It picks the situation "
+    "recipe, and progressive resizing's BatchNorm handling.",
+)
+@click.option(
+    "--rank",
+    "rank_json",
+    type=click.Path(exists=True, dir_okay=False),
+    help="The JSON of `zoo-transfer rank --format json` on this data: the report shows the "
+    "candidates beside the trained model.",
 )
 @click.option(
     "--probe/--no-probe",
@@ -185,6 +193,7 @@ def train_cmd(model: str, **opts) -> None:
             l2_sp=opts["l2_sp"],
             wise_ft=parse_wise_ft(opts["wise_ft"]) if opts["wise_ft"] is not None else None,
             adabn=opts["adabn"],
+            rank=opts["rank_json"],
         )
         out = opts["out"] or Path("runs") / model.replace("/", "_")
         result = run(
@@ -205,6 +214,10 @@ def train_cmd(model: str, **opts) -> None:
     if result.skipped:
         click.echo(f"skipped {len(result.skipped)} unreadable files (see config in the report)")
     how = " (head trained on cached backbone features)" if result.cached else ""
+    if result.domain is not None and opts["quiet"]:  # verbose runs said it before training
+        click.echo(f"domain: {result.domain['reason']}")
+        if "situation" in result.domain:
+            click.echo(f"recipe: {result.domain['situation']['reason']}")
     probed = (result.probe or {}).get("val_accuracy")
     if probed is not None:
         click.echo(

@@ -21,6 +21,7 @@ from zoo_transfer.errors import BuildArgumentError
 RECIPE_NAMES = (
     "auto",
     "lp-ft",
+    "situation",
     "small-similar",
     "small-different",
     "large-similar",
@@ -45,9 +46,14 @@ class JobConfig:
             `"zoo:digits"` (the embedded demo data).
         epochs: total epochs.
         recipe: `auto` (`lp-ft`: a linear probe, then fine-tuning; measured best on
-            every task of the defaults sweep) or a named recipe.
-        similar: whether the data resembles the pretraining data (progressive
-            resizing's BatchNorm handling).
+            every task of the defaults sweep), `situation` (the four-situation table:
+            the data's size and its measured domain; different data is cut where a
+            linear probe on each stage peaks) or a named recipe.
+        rank: the JSON `zoo-transfer rank --format json` wrote, for the report's
+            "model choice" section.
+        similar: whether the data resembles the pretraining data; None (the default)
+            measures it (`zoo_transfer.domain.measure_domain`) and says why. It picks the
+            `situation` recipe and progressive resizing's BatchNorm handling.
         probe: fit the head to convergence on the frozen backbone's features before
             the epochs (`training.probe_head`); default: the recipe's (`lp-ft`: yes).
         final: what `final.keras` holds when there are validation images: `"best"` the
@@ -82,7 +88,7 @@ class JobConfig:
     data: str
     epochs: int = 5
     recipe: str = "auto"
-    similar: bool = True
+    similar: bool | None = None
     probe: bool | None = None
     final: str = "best"
     image_size: int | None = None
@@ -103,11 +109,14 @@ class JobConfig:
     l2_sp: float | None = None
     wise_ft: float | str | None = None
     adabn: bool = False
+    rank: str | None = None
 
     def __post_init__(self) -> None:
         self.unfreeze = {int(k): str(v) for k, v in (self.unfreeze or {}).items()}
         if not isinstance(self.epochs, int) or self.epochs < 1:
             raise BuildArgumentError(f"Expected epochs >= 1. Received: epochs={self.epochs!r}")
+        if self.rank is not None:
+            read_rank_json(self.rank)  # a broken file fails now, not after the training
         if self.recipe not in RECIPE_NAMES:
             raise BuildArgumentError(
                 f"Unknown recipe {self.recipe!r}. Choose one of: {', '.join(RECIPE_NAMES)}."
@@ -215,6 +224,7 @@ class JobResult:
     probe: dict[str, Any] | None = None  # the linear probe before the epochs (probe.json)
     final_from: str = "last epoch"  # whose weights final.keras holds: "epoch 3", "linear probe"
     wise_ft: dict[str, Any] | None = None  # the WiSE-FT alpha (and the sweep's accuracies)
+    domain: dict[str, Any] | None = None  # similar or not, measured or given, and why
 
 
 def parse_sizes(text: str) -> list[int]:
@@ -286,3 +296,22 @@ def progressive_schedule(sizes: list[int], epochs: int) -> dict[int, int]:
             f"Received: epochs={epochs}."
         )
     return {round(i * epochs / len(sizes)): s for i, s in enumerate(sizes)}
+
+
+def read_rank_json(path: str) -> dict[str, Any]:
+    """The result `zoo-transfer rank --format json` wrote; `ArgumentError` if it is not one."""
+    import json
+
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise BuildArgumentError(
+            f"--rank {path}: cannot read it as JSON ({exc}). Pass the output of "
+            "`zoo-transfer rank --data DIR --format json > rank.json`."
+        ) from None
+    if not isinstance(data, dict) or not isinstance(data.get("models"), list):
+        raise BuildArgumentError(
+            f'--rank {path}: expected the JSON of `zoo-transfer rank --format json` ({{"models":'
+            " [...]}). Received another JSON document."
+        )
+    return data

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo_transfer.input_spec import DEFAULT_CROP_FRACTION, InputSpec
-from zoo_transfer.job.config import JobConfig
+from zoo_transfer.job.config import JobConfig, read_rank_json
 from zoo_transfer.job.outfolder import _write_json
 
 
@@ -30,6 +30,7 @@ def _write_report(
     spec: InputSpec,
     probe: dict[str, Any] | None = None,
     wise_ft: dict[str, Any] | None = None,
+    domain: dict[str, Any] | None = None,
 ) -> None:
     from zoo_transfer.report import write_report
 
@@ -42,6 +43,10 @@ def _write_report(
             metrics["wise_ft"] = wise_ft
         _write_json(out / "metrics.json", metrics)
     notes = _tta_note(metrics)
+    if domain is not None:
+        notes.append(f"Domain: {domain['reason']}")
+        if "situation" in domain:
+            notes.append(f"Recipe {recipe}: {domain['situation']['reason']}")
     if config.adabn:
         notes.append(
             "AdaBN (--adabn): every BatchNorm layer's moving mean and variance were "
@@ -54,7 +59,14 @@ def _write_report(
         )
     if wise_ft is not None:
         notes.append(wise_ft_note(wise_ft))
+    choice = None
+    if config.rank:
+        from zoo_transfer.registry import get_card
+
+        choice = {**read_rank_json(config.rank), "trained": get_card(config.model).name}
     resolved = {**config.to_json(), "resolved_recipe": recipe, "skipped_files": splits.skipped}
+    if domain is not None:
+        resolved["domain"] = domain
     write_report(
         out,
         history=history,
@@ -65,6 +77,7 @@ def _write_report(
         config=resolved,
         probe=probe,
         notes=notes,
+        model_choice=choice,
     )
 
 

@@ -31,15 +31,16 @@ from zoo_transfer.errors import (
     TrainingInterrupted,
 )
 from zoo_transfer.input_spec import DEFAULT_SIDE, InputSpec
+from zoo_transfer.job.choices import decide_domain, situation
 from zoo_transfer.job.config import (
     EMBEDDED_DATA,
-    WISE_FT_SWEEP,
     JobConfig,
     JobResult,
     progressive_schedule,
 )
 from zoo_transfer.job.distribution import _is_chief, _multiworker_fixes, make_strategy
-from zoo_transfer.job.evaluation import _write_report, wise_ft_note
+from zoo_transfer.job.evaluation import _write_report
+from zoo_transfer.job.guards import PROBE_MODEL, _adabn, _wise_ft
 from zoo_transfer.job.outfolder import (
     _ASIDE,
     MANIFEST,
@@ -52,8 +53,6 @@ from zoo_transfer.job.outfolder import (
     prepare_out,
     restore_earlier_run,
 )
-
-PROBE_MODEL = "probe.keras"  # the model right after the linear probe (with --wise-ft)
 
 
 def _load_data(config: JobConfig, spec: InputSpec) -> Any:
@@ -286,6 +285,18 @@ def _run(
 
     recipe = _recipe_name(config, splits.num_train)
     weights = None if str(config.weights).lower() == "none" else config.weights
+    domain = decide_domain(config, splits, weights)
+    build_kwargs: dict[str, Any] = {}
+    if recipe == "situation":
+        chosen = situation(config, splits, weights, domain["similar"], sizes[-1])
+        domain["situation"] = chosen
+        recipe = chosen["recipe"]
+        if chosen["cut"] is not None:
+            build_kwargs["cut"] = chosen["cut"]
+    if verbose:
+        print(f"domain: {domain['reason']}")
+        if "situation" in domain:
+            print(f"recipe {recipe}: {domain['situation']['reason']}")
     shape = (None, None, 3) if len(set(sizes)) > 1 else (sizes[0], sizes[0], 3)
     with strategy.scope():
         model, plan = RECIPES[recipe](
@@ -293,6 +304,7 @@ def _run(
             len(class_names),
             weights=weights,
             input_shape=shape,
+            **build_kwargs,
         )
         loss = plan.loss
         if getattr(splits, "label_mode", "int") == "categorical":
@@ -327,7 +339,7 @@ def _run(
                 progressive_schedule(sizes, config.epochs),
                 splits.train_images,
                 validation=splits.val_images,
-                similar=config.similar and weights is not None,
+                similar=domain["similar"] and weights is not None,
                 verbose=verbose,
             )
         )
@@ -413,13 +425,13 @@ def _run(
             shown = {**probe, "final_from": final_from} if probe and not wise else probe
             _write_report(
                 out, model, splits, class_names, history, events, config, recipe, spec, shown,
-                wise_ft=wise,
+                wise_ft=wise, domain=domain,
             )  # fmt: skip
     else:
         shutil.rmtree(work, ignore_errors=True)
     return JobResult(
         out, history, class_names, val_accuracy, list(splits.skipped), events, model,
-        _fingerprint(model), cached, probe, final_from, wise,
+        _fingerprint(model), cached, probe, final_from, wise, domain,
     )  # fmt: skip
 
 
@@ -475,59 +487,6 @@ def _probe(
             model, work / PROBE_MODEL, class_names=list(splits.class_names), input_spec=spec
         )
     return probe
-
-
-def _adabn(model: Any, splits: Any, verbose: int) -> None:
-    """`--adabn`: BatchNorm statistics from the training images (in order, unaugmented)."""
-    from zoo_transfer.guards import adapt_batchnorm
-
-    names = adapt_batchnorm(model, splits)
-    if verbose:
-        print(
-            f"AdaBN: moving statistics of {len(names)} BatchNorm layers re-estimated on "
-            f"{splits.num_train} training images"
-        )
-
-
-def _wise_ft(
-    config: JobConfig, model: Any, splits: Any, work: Path, verbose: int
-) -> dict[str, Any]:
-    """`--wise-ft`: `model` (the last epoch's weights) mixed with `probe.keras`'s.
-
-    The fine-tuned end is the last epoch, as in WiSE-FT (Wortsman et al.), not the model
-    `--final best` would pick: alpha 0 is the probe itself, so a sweep can still choose
-    it, while an epoch that beat the probe on the validation images mid-run is not a
-    candidate. A fixed alpha is applied and, with validation images, measured; `sweep` scores
-    `guards.DEFAULT_ALPHAS` on them and keeps the best. Scored on a plain copy of the
-    model, outside any distribution strategy, so every worker decides alone and alike.
-    Returns what `metrics.json` records under `wise_ft`.
-    """
-    import keras
-
-    from zoo_transfer.guards import DEFAULT_ALPHAS, wise_ft, wise_ft_sweep
-    from zoo_transfer.saving import inference_copy
-
-    reference = keras.saving.load_model(work / PROBE_MODEL, compile=False).get_weights()
-    sweep = config.wise_ft == WISE_FT_SWEEP
-    alphas = DEFAULT_ALPHAS if sweep else (float(config.wise_ft),)
-    record: dict[str, Any] = {
-        "chosen_by": "validation sweep" if sweep else "--wise-ft",
-        "alpha": alphas[0],
-        "fine_tuned": "last epoch",
-    }
-    if sweep and splits.val_images is None:
-        raise BuildArgumentError(
-            "--wise-ft sweep chooses alpha on the validation images, but this run has none. "
-            "Give it validation images (--validation, --validation-split), or a fixed alpha "
-            "such as --wise-ft 0.5."
-        )
-    if splits.val_images is not None:
-        measured = wise_ft_sweep(inference_copy(model), reference, splits.val_images, alphas)
-        record.update(measured.to_json())
-    wise_ft(model, record["alpha"], reference=reference)
-    if verbose:
-        print(wise_ft_note(record))
-    return record
 
 
 def _fingerprint(model: Any) -> str:

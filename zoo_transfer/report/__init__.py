@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from zoo_transfer.errors import ReportArgumentError
 from zoo_transfer.report.content import (
     CONFUSION_PNG,
     CURVES_PNG,
@@ -64,6 +65,7 @@ def write_report(
     title: str = "zoo-transfer training report",
     probe: Mapping[str, Any] | None = None,
     notes: Sequence[str] = (),
+    model_choice: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write `report.html` and its PNGs into `out_dir` and return the HTML file's path.
 
@@ -94,6 +96,9 @@ def write_report(
             "seconds": 2.1}`): shown beside the final validation accuracy, so the
             report says what the epochs added to a converged head on frozen features.
         notes: more lines for the metrics section (e.g. what test-time flips gave).
+        model_choice: what `zoo-transfer rank --format json` measured (`{"models":
+            [{"model", "weights", "logme", "leep", "seconds", ...}]}`) and `"trained"`,
+            the model this run trained: a "Model choice" section ranks the candidates.
 
     Returns:
         The path of `report.html`.
@@ -141,6 +146,7 @@ def write_report(
         written=written,
         probe_line=probe_line,
         notes=[str(n) for n in notes],
+        model_choice=_check_model_choice(model_choice),
     )
     (out / REPORT_HTML).write_text(page, encoding="utf-8")
     manifest = {"title": title, "epochs": _n_epochs(hist), "files": written}
@@ -173,3 +179,34 @@ def _probe_line(probe: Mapping[str, Any] | None, hist: Mapping[str, list[float]]
     if probe.get("final_from"):
         line += f"; final.keras holds the {probe['final_from']}'s weights"
     return line + "."
+
+
+def _check_model_choice(choice: Mapping[str, Any] | None) -> list[tuple[str, ...]] | None:
+    """Rows `(rank, model, weights, LogME, LEEP, seconds, trained?)` of a rank result."""
+    if choice is None:
+        return None
+    models = choice.get("models") if isinstance(choice, Mapping) else None
+    if not isinstance(models, list) or not all(isinstance(m, Mapping) for m in models):
+        raise ReportArgumentError(
+            'Expected model_choice as the JSON of `zoo-transfer rank --format json` ({"models":'
+            f" [...]}}). Received: {str(choice)[:200]}"
+        )
+
+    def num(value: Any, digits: int) -> str:
+        return "-" if value is None else f"{float(value):.{digits}f}"
+
+    trained = choice.get("trained")
+    rows = []
+    for m in models:
+        rows.append(
+            (
+                "-" if m.get("rank") is None else str(m["rank"]),
+                str(m.get("model", "?")),
+                str(m.get("weights", "")),
+                num(m.get("logme"), 4) if m.get("error") is None else "not ranked",
+                num(m.get("leep"), 4),
+                num(m.get("seconds"), 1),
+                "yes" if m.get("model") == trained and m.get("weights") != "random" else "",
+            )
+        )
+    return rows

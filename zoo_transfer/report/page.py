@@ -75,6 +75,7 @@ def _html(
     written: Sequence[str],
     probe_line: str = "",
     notes: Sequence[str] = (),
+    model_choice: Sequence[tuple[str, ...]] | None = None,
 ) -> str:
     esc = html.escape
     n_epochs = _n_epochs(hist)
@@ -113,6 +114,21 @@ def _html(
         parts.append("</tbody></table>")
     else:
         parts.append('<p class="note">No metrics recorded.</p>')
+
+    if model_choice is not None:
+        parts.append("<h2>Model choice</h2>")
+        parts.append(
+            '<p class="note">zoo-transfer rank: each candidate\'s frozen features scored '
+            "before training (LogME; LEEP where it kept its classifier), best first.</p>"
+        )
+        parts.append('<table id="model-choice">')
+        parts.append(
+            "<thead><tr><th>rank</th><th>model</th><th>weights</th><th>LogME</th>"
+            "<th>LEEP</th><th>seconds</th><th>trained here</th></tr></thead><tbody>"
+        )
+        for row in model_choice:
+            parts.append("<tr>" + "".join(f"<td>{esc(cell)}</td>" for cell in row) + "</tr>")
+        parts.append("</tbody></table>")
 
     parts.append("<h2>Events</h2>")
     if markers:
