@@ -7,8 +7,11 @@ classifier back and is scored on the 100 shared ImageNet images (`imagenet-sampl
 per class): how many it still has in its top 5 (84 before any fine-tuning). The Fashion
 test accuracy (3,000 images) says what each way gives on the new task.
 
-Rows: plain fine-tuning (no probe, the last epoch), L2-SP (`--l2-sp`), LP-FT (the
-default), LP-FT + WiSE-FT (`--wise-ft sweep`: alpha chosen on the validation images).
+Rows: plain fine-tuning (no probe, the last epoch), L2-SP (`--l2-sp`, each strength
+given), LP-FT (the default: `final.keras` is the best of the probe and the epochs on the
+validation images, so where the probe wins the backbone is the pretrained one), LP-FT's
+last epoch (`--final last`), LP-FT + WiSE-FT (`--wise-ft sweep`: the probe's weights
+mixed with the last epoch's, alpha chosen on the validation images).
 Target: a guard keeps at least 70 of the 84 hits while its Fashion accuracy stays within
 1 point of plain fine-tuning.
 
@@ -106,7 +109,7 @@ def run(task, weights: str, out: Path, extra: list[str]) -> tuple[float, float, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--l2-sp", default="0.01")
+    parser.add_argument("--l2-sp", default="0.01,1", help="comma-separated strengths")
     parser.add_argument("--work", default="/tmp/zoo-bench-tasks")
     args = parser.parse_args()
     work = Path(args.work)
@@ -133,7 +136,8 @@ def main() -> None:
         out = work / "forgetting" / f"way{i}"
         accuracy, seconds, metrics = run(task, weights, out, extra)
         hits = imagenet_hits(out / "final.keras", weights)
-        rows.append((name, accuracy, hits, seconds, metrics.get("wise_ft_alpha")))
+        alpha = (metrics.get("wise_ft") or {}).get("alpha")
+        rows.append((name, accuracy, hits, seconds, alpha))
     plain = rows[0][1]
     print(f"\n{'way':<26} {'fashion test':>12} {'ImageNet top-5':>15} {'seconds':>8}")
     for name, accuracy, hits, seconds, alpha in rows:
