@@ -15,7 +15,7 @@ mixed with the last epoch's, alpha chosen on the validation images).
 Target: a guard keeps at least 70 of the 84 hits while its Fashion accuracy stays within
 1 point of plain fine-tuning.
 
-    python benchmarks/forgetting.py [--epochs 5] [--l2-sp 0.01] [--work DIR]
+    python benchmarks/forgetting.py [--epochs 5] [--l2-sp 0.01,1] [--work DIR]
 """
 
 from __future__ import annotations
@@ -116,19 +116,12 @@ def main() -> None:
     task = prepare("fashion", work)
     weights = str(shared_data() / "imagenet" / "mobilenet_v1_0.25_224.weights.h5")
     epochs = ["--epochs", str(args.epochs)]
-    ways = {
-        "plain fine-tuning": [*epochs, "--no-probe", "--final", "last"],
-        f"L2-SP ({args.l2_sp})": [
-            *epochs,
-            "--no-probe",
-            "--final",
-            "last",
-            "--l2-sp",
-            args.l2_sp,
-        ],  # fmt: skip
-        "LP-FT (default)": [*epochs],
-        "LP-FT + WiSE-FT (sweep)": [*epochs, "--wise-ft", "sweep"],
-    }
+    ways = {"plain fine-tuning": [*epochs, "--no-probe", "--final", "last"]}
+    for alpha in args.l2_sp.split(","):
+        ways[f"L2-SP ({alpha})"] = [*epochs, "--no-probe", "--final", "last", "--l2-sp", alpha]
+    ways["LP-FT (default)"] = [*epochs]
+    ways["LP-FT, last epoch"] = [*epochs, "--final", "last"]
+    ways["LP-FT + WiSE-FT (sweep)"] = [*epochs, "--wise-ft", "sweep"]
     before = imagenet_hits(None, weights)
     print(f"before fine-tuning: ImageNet top-5 hits {before}/100")
     rows = []
