@@ -48,6 +48,8 @@ MODEL_PATH = (
 # (module file, function): the TensorFlow-only branches the model path may contain.
 TF_ONLY = {
     ("zoo_transfer/data/containers.py", "dataset"),  # ResizableArrays.dataset on the TF backend
+    # the L2-SP penalty's replica share under tf.distribute (returns 1.0 on other backends)
+    ("zoo_transfer/optimizers.py", "_replica_share"),
 }
 HAS_JAX = importlib.util.find_spec("jax") is not None
 
@@ -178,7 +180,7 @@ if {fit!r}:
     model = zoo_transfer.build("digitnet", 3, input_shape=(None, None, 3))
     callbacks = [ProgressiveResizing({{0: 32, 1: 40, 2: 48}}, train, verbose=0)]
     try:
-        optimizer = transfer_optimizer(model, "adam", learning_rate=1e-3)
+        optimizer = transfer_optimizer(model, "adam", learning_rate=1e-3, l2_sp=0.01)
         callbacks.append(GradualUnfreezing({{1: 1}}, verbose=0))
     except zoo_transfer.BuildArgumentError as err:  # the JAX backend
         out["transfer_optimizer_error"] = str(err)
@@ -223,9 +225,16 @@ def test_model_path_imports_tensorflow_only_in_tf_branches():
     _check_fit(out)
     frozen, unfrozen, last = out["trainable_params"]
     assert unfrozen > frozen and last == unfrozen  # GradualUnfreezing acted in epoch 1
-    # On the TF backend only ResizableArrays.dataset's TF branch imports TensorFlow.
-    assert out["tf_imports"] == [["zoo_transfer.data.containers", "dataset"]]
-    assert {("zoo_transfer/data/containers.py", "dataset")} == TF_ONLY
+    # On the TF backend only the TF branches import TensorFlow: ResizableArrays.dataset
+    # and the L2-SP penalty's replica share.
+    assert out["tf_imports"] == [
+        ["zoo_transfer.data.containers", "dataset"],
+        ["zoo_transfer.optimizers", "_replica_share"],
+    ]
+    assert {
+        ("zoo_transfer/data/containers.py", "dataset"),
+        ("zoo_transfer/optimizers.py", "_replica_share"),
+    } == TF_ONLY
 
 
 @pytest.mark.skipif(not HAS_JAX, reason="jax is not installed in this environment")
