@@ -32,6 +32,7 @@ from zoo_transfer.errors import (
 )
 from zoo_transfer.input_spec import DEFAULT_SIDE, InputSpec
 from zoo_transfer.job.choices import decide_domain, situation
+from zoo_transfer.job.interrupt import interrupt_guard
 from zoo_transfer.job.config import (
     EMBEDDED_DATA,
     JobConfig,
@@ -367,19 +368,20 @@ def _run(
     from zoo_transfer.training import fit_transfer
 
     try:  # on cached backbone features when exact: the frozen forward pass runs once
-        cached = fit_transfer(
-            model,
-            splits,
-            epochs=config.epochs,
-            initial_epoch=initial_epoch,
-            callbacks=callbacks,
-            cache="auto" if config.cache_features else "never",
-            probe=False,  # done above
-            verbose=verbose,
-            cache_dir=work / "features",
-            seed=config.seed,
-            shuffle=False,  # the pipeline shuffles: epoch e's order comes from (seed, e)
-        ).cached
+        with interrupt_guard() as stop:  # a Ctrl-C that library code swallows still stops
+            cached = fit_transfer(
+                model,
+                splits,
+                epochs=config.epochs,
+                initial_epoch=initial_epoch,
+                callbacks=[stop, *callbacks],
+                cache="auto" if config.cache_features else "never",
+                probe=False,  # done above
+                verbose=verbose,
+                cache_dir=work / "features",
+                seed=config.seed,
+                shuffle=False,  # the pipeline shuffles: epoch e's order comes from (seed, e)
+            ).cached
     except KeyboardInterrupt:
         hint = command or f"zoo-transfer train {config.model} --data {config.data}"
         hint = hint if "--resume" in hint else f"{hint} --resume"
