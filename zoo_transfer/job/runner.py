@@ -32,7 +32,6 @@ from zoo_transfer.errors import (
 )
 from zoo_transfer.input_spec import DEFAULT_SIDE, InputSpec
 from zoo_transfer.job.choices import decide_domain, situation
-from zoo_transfer.job.interrupt import interrupt_guard
 from zoo_transfer.job.config import (
     EMBEDDED_DATA,
     JobConfig,
@@ -42,6 +41,7 @@ from zoo_transfer.job.config import (
 from zoo_transfer.job.distribution import _is_chief, _multiworker_fixes, make_strategy
 from zoo_transfer.job.evaluation import _write_report
 from zoo_transfer.job.guards import PROBE_MODEL, _adabn, _wise_ft
+from zoo_transfer.job.interrupt import interrupt_guard
 from zoo_transfer.job.outfolder import (
     _ASIDE,
     MANIFEST,
