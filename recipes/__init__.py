@@ -21,6 +21,7 @@ from ._situations import (
     suggest,
 )
 from ._teachable import TeachableMachineModel, load_teachable_machine
+from ._tfjs import read_tfjs_weights
 from ._weights import imagenet_weights_file
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "load_teachable_machine",
     "lp_ft",
     "normalization_layer",
+    "read_tfjs_weights",
     "resolve_tap",
     "small_different",
     "small_similar",

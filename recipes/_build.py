@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ from zoo_transfer.registry import Card, get_card
 
 from ._backbone import backbone_model, supports
 from ._keras_apps import resolve_tap
+from ._weights import _match_variables, assign_by_name
 from .stages import ancestors
 
 POOLINGS = ("avg", "max", "avgmax", "flatten")
@@ -281,7 +283,36 @@ def assemble(
             head_layers = head_layers[1:]
         for layer in head_layers:
             x = layer(x)
-    return keras.Model(inputs, x, name=name or f"{card.arch}_transfer")
+    model = keras.Model(inputs, x, name=name or f"{card.arch}_transfer")
+    if not keep_top:
+        _head_from_export(model, backbone, weights)
+    return model
+
+
+def _head_from_export(model: Any, backbone: Any, weights: Any) -> None:
+    """A TF.js folder that zoo-transfer exported holds the trained head too: load it when
+    every head layer is there with the same shapes (same classes and head options);
+    otherwise the head stays new, as for any other weights source."""
+    if not isinstance(weights, (str, Path)):
+        return
+    from ._tfjs import read_model_json, read_tfjs_weights, tfjs_folder
+
+    folder = tfjs_folder(weights)
+    if folder is None or "zoo_transfer" not in read_model_json(folder).get(
+        "userDefinedMetadata", {}
+    ):
+        return
+    head = [
+        layer
+        for layer in model.layers
+        if layer is not backbone and layer.weights and layer.name.startswith("head_")
+    ]
+    named = read_tfjs_weights(folder)
+    if all(
+        layer.name in named and _match_variables(layer.weights, named[layer.name]) is not None
+        for layer in head
+    ):
+        assign_by_name(head, named, source=f"TF.js folder {folder}")
 
 
 def _pool_and_join(maps: list[Any], stages: list[str], pool: Any, pooling: str) -> Any:

@@ -23,6 +23,7 @@ PACKAGES = {  # installed name -> folder (setup.cfg's package_dir)
     # subpackages are packages of their own: their `_private` modules are theirs alone
     "zoo_transfer.cli": ROOT / "zoo_transfer" / "cli",
     "zoo_transfer.data": ROOT / "zoo_transfer" / "data",
+    "zoo_transfer.exports": ROOT / "zoo_transfer" / "exports",
     "zoo_transfer.guards": ROOT / "zoo_transfer" / "guards",
     "zoo_transfer.job": ROOT / "zoo_transfer" / "job",
     "zoo_transfer.report": ROOT / "zoo_transfer" / "report",

@@ -15,6 +15,8 @@ from zoo_transfer.errors import (
     BuildArgumentError,
     CardValidationError,
     DuplicateModelError,
+    ExportError,
+    MissingExtraError,
     PluginWarning,
     UnknownModelError,
     WeightsCorruptError,
@@ -38,6 +40,7 @@ _LAZY = {
     "fit_linear_head": "zoo_transfer.linear_head",
     "lr_find": "zoo_transfer.training",
     "build": "zoo_transfer.recipes",
+    "export": "zoo_transfer.exports",
     "feature_extractor": "zoo_transfer.recipes",
     "load_teachable_machine": "zoo_transfer.recipes",
     "adapt_batchnorm": "zoo_transfer.guards",
@@ -67,6 +70,9 @@ def __getattr__(name: str):
 
 __all__ = [
     "ArgumentError",
+    "ExportError",
+    "MissingExtraError",
+    "export",
     "BuildArgumentError",
     "EpochSeeding",
     "GradualUnfreezing",

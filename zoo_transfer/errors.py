@@ -168,3 +168,14 @@ class TrainingInterrupted(ZooTransferError, KeyboardInterrupt):
     def __init__(self, message: str, resume_command: str = ""):
         super().__init__(message)
         self.resume_command = resume_command
+
+
+class ExportError(ZooTransferError, ValueError):
+    """A model a format cannot hold, or an export whose predictions differ from the model's.
+
+    Raised before anything is written to the out folder."""
+
+
+class MissingExtraError(ZooTransferError, ImportError):
+    """A package an optional feature needs is not installed; the message names the extra
+    (e.g. `pip install zoo-transfer[export]`)."""

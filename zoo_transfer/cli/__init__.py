@@ -20,6 +20,7 @@ from __future__ import annotations
 import click
 
 from zoo_transfer.cli.catalog import fetch_cmd, info_cmd, list_cmd, validate_cmd
+from zoo_transfer.cli.export import export_cmd
 from zoo_transfer.cli.predict import evaluate_cmd, predict_cmd
 from zoo_transfer.cli.rank import rank_cmd
 from zoo_transfer.cli.train import demo_cmd, train_cmd
@@ -41,6 +42,7 @@ for _command in (
     rank_cmd,
     train_cmd,
     demo_cmd,
+    export_cmd,
 ):
     cli.add_command(_command)
 
