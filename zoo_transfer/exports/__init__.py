@@ -96,6 +96,13 @@ def check_runtime(format: str) -> None:
             return True
 
     missing = [pkg for module, pkg in _NEEDS[format] if absent(module)]
+    if "tensorflow" in missing:
+        raise MissingExtraError(
+            f"Exporting to {format} needs TensorFlow (its converter and, for this format, "
+            "its runtime), which is not installed or not importable here. Install it "
+            "(pip install tensorflow) and run with KERAS_BACKEND=tensorflow, or export to "
+            "tfjs, which needs no TensorFlow."
+        )
     if missing:
         raise MissingExtraError(
             f"Exporting to {format} needs {', '.join(missing)}, which is not installed. "
