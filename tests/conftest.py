@@ -34,6 +34,11 @@ FAST_SWEEP = (
 )
 
 
+# tests/jax is the JAX job: `tests/test_jax_job.py` runs it in a process of its own
+# (KERAS_BACKEND=jax, TensorFlow unimportable); this process never collects it.
+collect_ignore = [] if os.environ.get("ZOO_TRANSFER_JAX_JOB") == "1" else ["jax"]
+
+
 def pytest_addoption(parser):
     parser.addoption(
         "--sweep",

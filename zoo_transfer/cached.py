@@ -119,6 +119,11 @@ def cached_head_applies(
         return False, "the head has no trainable weights, so there is nothing to train"
     strategy = getattr(model, "distribute_strategy", None)
     replicas = getattr(strategy, "num_replicas_in_sync", 1)
+    import keras
+
+    distribution = keras.distribution.distribution()  # JAX: DataParallel
+    if distribution is not None:
+        replicas = max(replicas, int(distribution.device_mesh.devices.size))
     if replicas > 1:
         return False, f"the model is distributed over {replicas} replicas"
     data = getattr(splits_or_dataset, "train", splits_or_dataset)

@@ -204,6 +204,10 @@ class GradualUnfreezing(keras.callbacks.Callback):
                 )
                 layer.trainable = before[layer.name] or unfreeze
             self.model.make_train_function(force=True)  # re-trace for the new set
+            # and the validation and predict steps: on JAX under a distribution their
+            # jitted state shardings list the trainable variables too
+            self.model.test_function = None
+            self.model.predict_function = None
         self.applied_epoch = epoch
         for e in due:
             self.events.append((e, self.schedule[e]))

@@ -220,10 +220,18 @@ def is_splits(data: Any) -> bool:
 
 def _batches(data: Any, batch_size: int) -> tuple[Iterable[tuple[Any, Any]], int | None]:
     """`(images, labels)` batches of `data` in a fixed order, and the image count if known."""
-    from zoo_transfer.data import ResizableImages
+    import keras
 
-    if isinstance(data, ResizableImages):
-        return data.in_order().dataset(), data.num_images
+    from zoo_transfer.data import Resizable
+
+    if isinstance(data, Resizable) and hasattr(data, "in_order"):
+        once = data.in_order()  # ResizableImages, ResizableArrays
+        batches = once.dataset()
+        if isinstance(batches, keras.utils.PyDataset):  # ResizableArrays off TensorFlow
+            return (batches[i] for i in range(len(batches))), data.num_images
+        return batches, data.num_images
+    if isinstance(data, keras.utils.PyDataset):
+        return (data[i] for i in range(len(data))), None
     if isinstance(data, (tuple, list)):
         if len(data) != 2:
             raise DataError(
@@ -246,8 +254,9 @@ def _batches(data: Any, batch_size: int) -> tuple[Iterable[tuple[Any, Any]], int
             )
         return data, None
     raise DataError(
-        "Expected `train`/`validation` as a zoo_transfer.data.Splits, a ResizableImages, a "
-        "batched tf.data.Dataset of (images, labels), or an (x, y) pair of arrays. "
+        "Expected `train`/`validation` as a zoo_transfer.data.Splits, a ResizableImages or "
+        "ResizableArrays, a batched tf.data.Dataset or keras.utils.PyDataset of (images, "
+        "labels), or an (x, y) pair of arrays. "
         f"Received: {type(data).__name__}"
     )
 
@@ -264,9 +273,9 @@ def _labels_of(batch: Any) -> tuple[Any, Any]:
 
 def guess_batch_size(data: Any) -> int:
     """The batch size `data` was made with (a pipeline's or a dataset's), else 32."""
-    from zoo_transfer.data import ResizableImages
+    from zoo_transfer.data import Resizable
 
-    if isinstance(data, ResizableImages):
+    if isinstance(data, Resizable):
         return data.batch_size
     if hasattr(data, "element_spec"):
         for images, _ in data.take(1):

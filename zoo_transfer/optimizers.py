@@ -223,6 +223,7 @@ class GroupedOptimizer(keras.optimizers.MultiOptimizer):
         object.__setattr__(self, "_pending", {})
         object.__setattr__(self, "_w0", None)  # path -> value, taken by `bind`
         object.__setattr__(self, "_anchors", {})  # variable key -> its anchor (w0)
+        object.__setattr__(self, "_model", None)  # weakref to the bound model (JAX)
         self._by_unit: dict[str, Any] = {}
 
     # ------------------------------------------------------------- inner optimizers
@@ -257,6 +258,9 @@ class GroupedOptimizer(keras.optimizers.MultiOptimizer):
 
         With L2-SP on, the values of the pretrained ones now are the anchors w0.
         """
+        import weakref
+
+        object.__setattr__(self, "_model", weakref.ref(model))
         if self.built:
             return self
         variables = _potential_variables(model)
@@ -299,7 +303,7 @@ class GroupedOptimizer(keras.optimizers.MultiOptimizer):
         if not self.built:
             return self.bind(model)
         if self.covers(model):
-            return self
+            return self.bind(model)  # (binds the model for JAX's stateless step)
         with _strategy_scope(model):
             fresh = self.__class__.from_config(self.get_config()).bind(model)
             fresh.build([])
@@ -419,6 +423,37 @@ class GroupedOptimizer(keras.optimizers.MultiOptimizer):
             self._inner_optimizers[idx].apply(list(sub_grads), list(sub_vars))
         self._iterations.assign_add(1)
 
+    def stateless_apply(
+        self, optimizer_variables: Sequence[Any], grads: Sequence[Any], trainable_variables: Any
+    ) -> tuple[list[Any], list[Any]]:
+        """Keras' JAX trainer's step: `grads` and values for the model's trainable variables.
+
+        Keras maps those values onto the variables the optimizer was built with, which
+        here are all that may ever train, more than train now. So the values go to the
+        bound model's trainable variables as they are when the step is traced (a
+        `GradualUnfreezing` change re-traces it), and only those are updated.
+        """
+        model = self._model() if self._model is not None else None
+        targets = list(model.trainable_variables) if model is not None else None
+        if targets is None or len(targets) != len(trainable_variables):
+            if len(self._trainable_variables) == len(trainable_variables):
+                return super().stateless_apply(optimizer_variables, grads, trainable_variables)
+            raise OptimizerMismatchError(
+                f"The train step passes {len(trainable_variables)} trainable variables, but "
+                f"this optimizer was built over {len(self._trainable_variables)} and is bound "
+                "to no model with that many. Compile with "
+                "zoo_transfer.transfer_optimizer(model, ...) for this model."
+            )
+        mapping = list(zip(targets, trainable_variables, strict=True)) + list(
+            zip(self.variables, optimizer_variables, strict=True)
+        )
+        with keras.StatelessScope(state_mapping=mapping) as scope:
+            self.apply(grads, targets)
+        return (
+            [scope.get_current_value(v) for v in targets],
+            [scope.get_current_value(v) for v in self.variables],
+        )
+
     def get_config(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -507,14 +542,6 @@ def transfer_optimizer(
     """
     from zoo_transfer.recipes.stages import group_order, layer_groups
 
-    if keras.backend.backend() == "jax":
-        raise BuildArgumentError(
-            "Expected the tensorflow or torch backend for transfer_optimizer. Received: "
-            "KERAS_BACKEND='jax'. Keras' JAX trainer applies the optimizer statelessly over "
-            "exactly the trainable variables, while this optimizer holds state for every "
-            "layer that may be unfrozen. On JAX, compile with a plain optimizer and "
-            "unfreeze between fit calls (compile again after each change)."
-        )
     check_l2_sp(l2_sp, "l2_sp")  # before any work: the error names the bad value
     check_l2_sp(l2_sp_head, "l2_sp_head")
     base = keras.optimizers.get(optimizer)

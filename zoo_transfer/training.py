@@ -279,14 +279,12 @@ def lr_find(
     rate where the smoothed loss falls fastest, before the minimum.
 
     Args:
-        data: a `tf.data.Dataset` of `(x, y)` batches, or an `(x, y)` tuple of arrays.
+        data: batches of `(x, y)`: a `tf.data.Dataset`, a `keras.utils.PyDataset` (e.g.
+            a `Splits.train` on JAX), or an `(x, y)` tuple of arrays (batches of 32).
+            Passes repeat until `steps` batches are read.
     """
-    import tensorflow as tf
-
     if not 0 < start_lr < end_lr:
         raise BuildArgumentError(f"Expected 0 < start_lr < end_lr. Received: {start_lr}, {end_lr}")
-    if isinstance(data, tuple):
-        data = tf.data.Dataset.from_tensor_slices(data).batch(32)
     loss = loss or getattr(model, "loss", None) or "sparse_categorical_crossentropy"
     clone = keras.models.clone_model(model)
     clone.set_weights(model.get_weights())
@@ -296,8 +294,7 @@ def lr_find(
     clone.compile(opt, loss)
     factor = (end_lr / start_lr) ** (1 / max(steps - 1, 1))
     lrs, losses, smooth = [], [], None
-    batches = data.repeat()
-    for step, (x, y) in enumerate(batches.take(steps)):
+    for step, (x, y) in zip(range(steps), _endless_batches(data), strict=False):
         lr = start_lr * factor**step
         opt.learning_rate = lr
         value = float(clone.train_on_batch(x, y))
@@ -314,6 +311,28 @@ def lr_find(
         slopes = np.gradient(np.asarray(losses[: best + 1]), np.log(lrs[: best + 1]))
         suggestion = lrs[int(np.argmin(slopes))]
     return LRFindResult(lrs, losses, float(suggestion))
+
+
+def _endless_batches(data: Any) -> Any:
+    """`(x, y)` batches of `data`, pass after pass, on any backend."""
+    if isinstance(data, tuple):
+        x, y = np.asarray(data[0]), np.asarray(data[1])
+        while True:
+            for i in range(0, len(x), 32):
+                yield x[i : i + 32], y[i : i + 32]
+    while True:
+        empty = True
+        if isinstance(data, keras.utils.PyDataset):
+            batches = (data[i] for i in range(len(data)))
+        else:
+            batches = iter(data)
+        for batch in batches:
+            empty = False
+            yield batch[0], batch[1]
+        if hasattr(data, "on_epoch_end"):
+            data.on_epoch_end()
+        if empty:
+            raise ArgumentError("lr_find: `data` gave no batches.")
 
 
 def _all_layers(model: Any) -> list[Any]:

@@ -105,6 +105,9 @@ def _command_line() -> str:
     type=click.Choice(["auto", "mirrored", "tpu", "multiworker"]),
     default="auto",
     show_default=True,
+    help="tf.distribute strategy; on KERAS_BACKEND=jax, mirrored/tpu are "
+    "keras.distribution.DataParallel over the local devices (auto: when there are several "
+    "GPUs/TPUs).",
 )
 @click.option(
     "--precision",

@@ -19,8 +19,13 @@ def read_batches(
     `rank`: the model input's (batch axis included), to catch an unbatched dataset."""
     if hasattr(data, "train_images") and hasattr(data, "val_images"):  # Splits
         data = data.train_images
-    if hasattr(data, "in_order") and hasattr(data, "dataset"):  # ResizableImages
+    if hasattr(data, "in_order") and hasattr(data, "dataset"):  # ResizableImages/Arrays
         data = data.in_order().dataset()
+    if hasattr(data, "on_epoch_end") and hasattr(data, "__getitem__"):  # a PyDataset
+        for index in range(len(data)):
+            images, labels = data[index][:2]
+            yield images, labels if labelled else None
+        return
     if isinstance(data, (tuple, list)) and len(data) == 2:
         x, y = np.asarray(data[0]), np.asarray(data[1])
         if len(x) != len(y):

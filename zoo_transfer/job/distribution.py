@@ -1,6 +1,11 @@
-"""Where the job runs: the `tf.distribute` strategy for `--strategy`, which worker is the
-chief (the one that writes the out folder), and the fixes Keras 3 needs to `fit` under
+"""Where the job runs: the strategy for `--strategy`, which worker is the chief (the one
+that writes the out folder), and the fixes Keras 3 needs to `fit` under
 `MultiWorkerMirroredStrategy`.
+
+On the TensorFlow backend `--strategy` is a `tf.distribute` strategy; on JAX it is
+`keras.distribution.DataParallel` over the local devices (`JaxStrategy`): the
+variables are replicated, every batch is split across the devices, and XLA all-reduces
+the gradients.
 
 Everything about TensorFlow's distribution is here, so the run
 (`zoo_transfer.job.runner`) only asks for a strategy and `_is_chief()`, and enters
@@ -25,8 +30,75 @@ def _is_chief() -> bool:
     return kind is None or kind == "chief" or (kind == "worker" and index == 0 and not has_chief)
 
 
+class JaxStrategy:
+    """`--strategy` on the JAX backend: `keras.distribution.DataParallel` over `devices`,
+    or one device (no distribution) when `devices` is None.
+
+    `scope()` sets the distribution: enter it to build the model (variables are created
+    replicated) and again to `fit` (batches are split across the devices). Each batch
+    must divide evenly across the devices.
+    """
+
+    def __init__(self, devices: Any = None):
+        import keras
+
+        self.devices = list(devices) if devices else []
+        self.distribution = (
+            keras.distribution.DataParallel(devices=self.devices) if devices else None
+        )
+        self.num_replicas_in_sync = max(len(self.devices), 1)
+
+    def scope(self) -> Any:
+        import contextlib
+
+        return contextlib.nullcontext() if self.distribution is None else self.distribution.scope()
+
+    def check_batch_size(self, batch_size: int) -> None:
+        n = self.num_replicas_in_sync
+        if batch_size % n:
+            raise BuildArgumentError(
+                f"--batch-size {batch_size} does not split evenly across the {n} devices of "
+                f"--strategy on JAX (DataParallel). Use a multiple of {n}, e.g. "
+                f"--batch-size {max(n, batch_size - batch_size % n)}."
+            )
+
+
+def _jax_strategy(name: str) -> JaxStrategy:
+    import jax
+
+    if name == "multiworker":
+        raise BuildArgumentError(
+            "--strategy multiworker is a tf.distribute strategy; on the JAX backend "
+            "zoo-transfer train runs on the devices of one host (--strategy mirrored). Use "
+            "KERAS_BACKEND=tensorflow for several workers."
+        )
+    devices = jax.devices()
+    if name == "tpu":
+        if devices[0].platform != "tpu":
+            raise BuildArgumentError(
+                f"--strategy tpu: no TPU found; JAX sees {devices[0].platform} devices."
+            )
+        return JaxStrategy(devices)
+    accelerators = devices[0].platform != "cpu"
+    if name == "mirrored" or (name == "auto" and accelerators and len(devices) > 1):
+        return JaxStrategy(devices if len(devices) > 1 else None)
+    return JaxStrategy(None)
+
+
+def fit_scope(strategy: Any) -> Any:
+    """What `fit` runs under: the JAX distribution; nothing on TensorFlow, whose model
+    keeps the strategy it was built under."""
+    import contextlib
+
+    return strategy.scope() if isinstance(strategy, JaxStrategy) else contextlib.nullcontext()
+
+
 def make_strategy(name: str) -> Any:
-    """The `tf.distribute` strategy for `--strategy`."""
+    """The strategy for `--strategy`: a `tf.distribute` strategy, or on JAX a `JaxStrategy`."""
+    import keras
+
+    if keras.backend.backend() == "jax":
+        return _jax_strategy(name)
     import tensorflow as tf
 
     if name == "multiworker":

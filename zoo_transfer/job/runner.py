@@ -38,7 +38,13 @@ from zoo_transfer.job.config import (
     JobResult,
     progressive_schedule,
 )
-from zoo_transfer.job.distribution import _is_chief, _multiworker_fixes, make_strategy
+from zoo_transfer.job.distribution import (
+    JaxStrategy,
+    _is_chief,
+    _multiworker_fixes,
+    fit_scope,
+    make_strategy,
+)
 from zoo_transfer.job.evaluation import _write_report
 from zoo_transfer.job.guards import PROBE_MODEL, _adabn, _wise_ft
 from zoo_transfer.job.interrupt import interrupt_guard
@@ -250,6 +256,8 @@ def _run(
         )
 
     strategy = make_strategy(config.strategy)
+    if isinstance(strategy, JaxStrategy):
+        strategy.check_batch_size(config.batch_size)
     keras.mixed_precision.set_dtype_policy(config.precision)
     keras.utils.set_random_seed(config.seed)
 
@@ -368,7 +376,7 @@ def _run(
     from zoo_transfer.training import fit_transfer
 
     try:  # on cached backbone features when exact: the frozen forward pass runs once
-        with interrupt_guard() as stop:  # a Ctrl-C that library code swallows still stops
+        with interrupt_guard() as stop, fit_scope(strategy):  # (a swallowed Ctrl-C stops too)
             cached = fit_transfer(
                 model,
                 splits,
