@@ -47,7 +47,7 @@ MODEL_PATH = (
 )
 # (module file, function): the TensorFlow-only branches the model path may contain.
 TF_ONLY = {
-    ("zoo_transfer/data/containers.py", "dataset"),  # ResizableArrays.dataset on the TF backend
+    ("zoo_transfer/data/arrays.py", "dataset"),  # ResizableArrays.dataset on the TF backend
     # the L2-SP penalty's replica share under tf.distribute (returns 1.0 on other backends)
     ("zoo_transfer/optimizers.py", "_replica_share"),
 }
@@ -108,7 +108,7 @@ def test_model_path_module_uses_no_tensorflow(relpath):
 
 
 def test_resizable_arrays_uses_tensorflow_only_in_its_tf_branch():
-    relpath = "zoo_transfer/data/containers.py"
+    relpath = "zoo_transfer/data/arrays.py"
     wanted = {"ResizableArrays", "_array_batches_class"}
     nodes = [n for n in _parse(relpath).body if getattr(n, "name", None) in wanted]
     assert {n.name for n in nodes} == wanted
@@ -228,11 +228,11 @@ def test_model_path_imports_tensorflow_only_in_tf_branches():
     # On the TF backend only the TF branches import TensorFlow: ResizableArrays.dataset
     # and the L2-SP penalty's replica share.
     assert out["tf_imports"] == [
-        ["zoo_transfer.data.containers", "dataset"],
+        ["zoo_transfer.data.arrays", "dataset"],
         ["zoo_transfer.optimizers", "_replica_share"],
     ]
     assert {
-        ("zoo_transfer/data/containers.py", "dataset"),
+        ("zoo_transfer/data/arrays.py", "dataset"),
         ("zoo_transfer/optimizers.py", "_replica_share"),
     } == TF_ONLY
 

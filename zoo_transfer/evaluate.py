@@ -229,6 +229,11 @@ class EvaluationResult:
         return "\n".join(out)
 
 
+def _is_py_dataset(data: Any) -> bool:
+    """A `keras.utils.PyDataset` (e.g. `Splits.val` off TensorFlow), without importing Keras."""
+    return any(c.__name__ == "PyDataset" for c in type(data).__mro__)
+
+
 def _labels_to_indices(y: Any, k: int) -> np.ndarray:
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] > 1:  # one-hot
@@ -332,8 +337,13 @@ def evaluate(
             raise ArgumentError(f"{len(x)} images but {len(true[0])} labels.")
         for start in range(0, len(x), batch_size):
             probs.append(predict_probs(model, x[start : start + batch_size], tta, crop_fraction))
-    elif hasattr(data, "as_numpy_iterator"):  # tf.data.Dataset of batches
-        for batch in data.as_numpy_iterator():
+    elif hasattr(data, "as_numpy_iterator") or _is_py_dataset(data):  # batches
+        batches = (
+            (data[i] for i in range(len(data)))
+            if _is_py_dataset(data)
+            else data.as_numpy_iterator()
+        )
+        for batch in batches:
             if not isinstance(batch, tuple) or len(batch) < 2:
                 raise ArgumentError(
                     "Expected a dataset of batched (images, labels) pairs. Received "
@@ -343,8 +353,9 @@ def evaluate(
             true.append(_labels_to_indices(batch[1], k))
     else:
         raise ArgumentError(
-            "Expected `data` as a folder path, an ImageFolder, an (images, labels) pair or "
-            f"a tf.data.Dataset of batches. Received: {type(data).__name__}"
+            "Expected `data` as a folder path, an ImageFolder, an (images, labels) pair, "
+            "a tf.data.Dataset or a keras.utils.PyDataset of batches. Received: "
+            f"{type(data).__name__}"
         )
     if not probs:
         raise ArgumentError("Nothing to evaluate: `data` holds no samples.")

@@ -173,7 +173,7 @@ def _images(data: Any, spec: InputSpec, batch_size: int) -> _Images:
         pipelines = [p.in_order() for p in (data.train_images, data.val_images) if p is not None]
         restore = []
         for pipeline in pipelines:
-            current = int(pipeline.size.numpy())
+            current = _side(pipeline)
             if current != spec.side:
                 restore.append((pipeline, current))
                 pipeline.set_size(spec.side)
@@ -458,7 +458,13 @@ def rank(
 def _splits_side(data: Any) -> int | None:
     if not _is_splits(data):
         return None
-    return int(data.train_images.size.numpy())
+    return _side(data.train_images)
 
 
 __all__ = ["RANDOM", "RankResult", "RankRow", "rank", "resolve_models"]
+
+
+def _side(source: Any) -> int:
+    """The current side of a resizable source (a TF variable, or an int off TensorFlow)."""
+    size = source.size
+    return int(size.numpy() if hasattr(size, "numpy") else size)

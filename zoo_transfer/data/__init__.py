@@ -18,16 +18,23 @@ One concept per module:
 - `sources`: `load`, `Splits`, and the folder and numpy readers;
 - `tfds`: TensorFlow Datasets names and `tf.data.Dataset` sources;
 - `parts`: a source once read (`_Part`), its split, the memory check, its pipeline;
-- `containers`: `ResizableImages`, `ResizableArrays`, and their protocol `Resizable`;
+- `containers`: `ResizableImages` and the protocol `Resizable`;
+- `arrays`: `ResizableArrays`, the container of the backends without TensorFlow;
 - `augment`: the augmentation presets and layers, and the per-batch map;
-- `image_ops`: every TensorFlow image op (decoding, RGB, resizing, uint8 rounding).
+- `image_ops`: every TensorFlow image op (decoding, RGB, resizing, uint8 rounding);
+- `pil_ops`: the same ops without TensorFlow (Pillow and Keras), for the other backends.
+
+On the TensorFlow backend the pipelines are `tf.data`; on JAX, PyTorch or numpy `load`
+reads folders and numpy arrays without importing TensorFlow, into `ResizableArrays`
+whose `dataset()` is a Keras `PyDataset`.
 
 Importing this package imports neither TensorFlow nor Keras: the modules import them
 inside the functions that use them.
 """
 
+from zoo_transfer.data.arrays import ResizableArrays
 from zoo_transfer.data.augment import AUGMENT_PRESETS, augmentation_layers
-from zoo_transfer.data.containers import Resizable, ResizableArrays, ResizableImages
+from zoo_transfer.data.containers import Resizable, ResizableImages
 from zoo_transfer.data.image_ops import (
     _decode_file as _decode_file,  # for the tests of reduced-scale JPEG decoding
 )

@@ -12,6 +12,10 @@ decoded at 1/2, 1/4 or 1/8 scale by libjpeg itself (`decode_jpeg(ratio=...)`) wh
 shorter side is at least that multiple of the size: several times faster, and the DCT
 scaling averages pixels instead of skipping them.
 
+On the other Keras backends (JAX, PyTorch, numpy) `read_image` and `load_image` use
+their TensorFlow-free twins in `zoo_transfer.data.pil_ops`, which follow the same rules
+(`_tensorflow_backend` chooses).
+
 Every function imports TensorFlow when it runs, so importing this module does not.
 """
 
@@ -24,8 +28,17 @@ from typing import Any
 
 import numpy as np
 
+from zoo_transfer.data.pil_ops import _load_image as _pil_load_image
+from zoo_transfer.data.pil_ops import read_image as _pil_read_image
 from zoo_transfer.errors import ArgumentError, ImageFileError
 from zoo_transfer.input_spec import InputSpec
+
+
+def _tensorflow_backend() -> bool:
+    """Whether Keras runs on TensorFlow: the `tf` ops here, else `pil_ops` (no TensorFlow)."""
+    import keras
+
+    return keras.backend.backend() == "tensorflow"
 
 
 def _plain(fn: Callable) -> Callable:
@@ -115,8 +128,11 @@ def read_image(path: str | os.PathLike, spec: InputSpec | int) -> np.ndarray:
     resized to `spec.side` x `spec.side` by the spec's method, rounded to whole grey
     levels. `predict` and `evaluate` read files with it, so a model sees at inference
     what it saw in training. `spec` may be a bare side (the default resize). Raises
-    `tf.errors.InvalidArgumentError` for a file that does not decode.
+    `tf.errors.InvalidArgumentError` for a file that does not decode (`ImageFileError`
+    on the other backends, which read it with `pil_ops`).
     """
+    if not _tensorflow_backend():
+        return _pil_read_image(path, spec)
     import tensorflow as tf
 
     spec = spec if isinstance(spec, InputSpec) else InputSpec(side=int(spec))
@@ -142,8 +158,6 @@ def load_image(
     load_image("rose.jpg", input_spec=InputSpec(side=224)).shape   # (224, 224, 3)
     ```
     """
-    import tensorflow as tf
-
     if input_spec is None and image_size is None:
         raise ArgumentError("Pass the image size or the input spec to read an image at.")
     height, width = (int(s) for s in (image_size or input_spec.image_size))
@@ -154,6 +168,10 @@ def load_image(
         data = p.read_bytes()
     except OSError as exc:
         raise ImageFileError(f"Cannot read image {str(p)!r}: {exc.strerror or exc}.") from None
+    if not _tensorflow_backend():  # pil_ops raises ImageFileError itself
+        return _pil_load_image(data, str(p), height, width, input_spec)
+    import tensorflow as tf
+
     try:
         if input_spec is not None and (height, width) == input_spec.image_size:
             return read_image(p, input_spec)

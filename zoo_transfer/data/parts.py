@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from zoo_transfer.data.arrays import ResizableArrays
 from zoo_transfer.data.containers import _STREAM_SHUFFLE_BUFFER, ResizableImages
 from zoo_transfer.data.image_ops import _decode_file, _plain, _to_rgb
 from zoo_transfer.errors import DataError, DataWarning
@@ -107,6 +108,39 @@ class _Part:
             interpolation=spec.interpolation if spec else "bilinear",
             antialias=spec.antialias if spec else False,
         )
+
+    def arrays(
+        self,
+        size: int,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        seed: int,
+        drop_remainder: bool,
+        augmentation: list[Any] | None = None,
+        num_classes: int | None,
+        spec: InputSpec,
+    ) -> ResizableArrays:
+        """`pipeline` of the backends without TensorFlow: a `ResizableArrays` of this
+        part's rows of the numpy store, or of its files (streamed) when there is no store."""
+        options = {
+            "size": size,
+            "batch_size": batch_size,
+            "shuffle": shuffle,
+            "seed": seed,
+            "drop_remainder": drop_remainder,
+            "interpolation": spec.interpolation,
+            "antialias": spec.antialias,
+            "augmentation": augmentation or (),
+            "num_classes": num_classes,
+        }
+        if self.store is None:
+            return ResizableArrays.from_files(list(self.keys), self.labels, **options)
+        whole = len(self.keys) == len(self.store) and np.array_equal(
+            self.keys, np.arange(len(self.store))
+        )
+        images = self.store if whole else self.store[self.keys]
+        return ResizableArrays(images, self.labels, **options)
 
 
 def _positions(ds: Any, positions: np.ndarray, count: int) -> Any:

@@ -26,6 +26,13 @@ Corrupt files. The first pass decodes every file with `ignore_errors` and carrie
 file's index, so the files that did not survive are known before training starts: they
 are left out of both splits, listed in `Splits.skipped`, and reported in one
 `DataWarning`. No epoch can fail half-way on a bad file.
+
+Other backends. On JAX, PyTorch or numpy (`KERAS_BACKEND`), `load` imports no
+TensorFlow: folders are read with `zoo_transfer.data.pil_ops` (Pillow, the same decoding
+and skipping rules, in a thread pool) into a numpy uint8 store, split alike (same seed,
+same split), and batched by `ResizableArrays`, whose `dataset()` is a Keras `PyDataset`;
+`cache=False` (or a store too large for memory) decodes the files every batch. TensorFlow
+Datasets names and `tf.data` sources need the TensorFlow backend.
 """
 
 from __future__ import annotations
@@ -39,10 +46,12 @@ from typing import Any
 
 import numpy as np
 
+from zoo_transfer.data.arrays import ResizableArrays
 from zoo_transfer.data.augment import _MIXING_PRESETS, _batch_map, augmentation_layers
 from zoo_transfer.data.containers import ResizableImages
-from zoo_transfer.data.image_ops import _first_pass
+from zoo_transfer.data.image_ops import _first_pass, _tensorflow_backend
 from zoo_transfer.data.parts import _fits_in_memory, _Part, _split
+from zoo_transfer.data.pil_ops import _first_pass as _pil_first_pass
 from zoo_transfer.data.tfds import _read_dataset, _tfds
 from zoo_transfer.errors import DataError, DataWarning
 from zoo_transfer.folders import IMAGE_EXTENSIONS, list_image_folder
@@ -55,10 +64,12 @@ class Splits:
 
     Args:
         train: batched `tf.data.Dataset` of `(images, labels)`, images raw RGB 0-255
-            float32 of shape `(batch, size, size, 3)`.
+            float32 of shape `(batch, size, size, 3)` (a `keras.utils.PyDataset` on the
+            other backends).
         val: the same for validation (never augmented, never shuffled), or `None`.
         class_names: class `i` is `class_names[i]`.
-        train_images: the `ResizableImages` behind `train`, for `ProgressiveResizing`.
+        train_images: the `ResizableImages` behind `train`, for `ProgressiveResizing`
+            (a `ResizableArrays` on the other backends).
         val_images: the `ResizableImages` behind `val`, or `None`.
         skipped: files left out because they could not be decoded.
         num_train: training images (the last partial batch is dropped each epoch).
@@ -77,8 +88,8 @@ class Splits:
     train: Any
     val: Any
     class_names: list[str]
-    train_images: ResizableImages
-    val_images: ResizableImages | None
+    train_images: ResizableImages | ResizableArrays
+    val_images: ResizableImages | ResizableArrays | None
     skipped: list[str] = field(default_factory=list)
     num_train: int = 0
     num_val: int = 0
@@ -121,7 +132,8 @@ def load(
             slices such as `train[:80%]` work; read from `$TFDS_DATA_DIR` or the TFDS
             default folder, never downloaded); a numpy `(x, y)` pair with `x` of shape
             `(N, H, W[, C])` and integer `y`; or an unbatched `tf.data.Dataset` of
-            `(image, integer label)`. Grayscale and RGBA images become RGB.
+            `(image, integer label)`. Grayscale and RGBA images become RGB. Off the
+            TensorFlow backend: a folder or a numpy pair.
         image_size: the square side, in pixels, of the images in every batch
             (default: the `input_spec`'s side).
         batch_size: images per batch.
@@ -182,12 +194,13 @@ def load(
             )
     layers = augmentation_layers(augment, seed=seed)  # validates `augment` first
     label_mode = "categorical" if augment in _MIXING_PRESETS else "int"
+    tensorflow = _tensorflow_backend()
 
-    train = _read(source, storage, cache, drop_empty_classes, spec)
+    train = _read(source, storage, cache, drop_empty_classes, spec, tensorflow)
     skipped = list(train.skipped)
     val = None
     if validation is not None:
-        val = _read(validation, storage, cache, drop_empty_classes, spec)
+        val = _read(validation, storage, cache, drop_empty_classes, spec, tensorflow)
         skipped += val.skipped
         if val.class_names != train.class_names:
             raise DataError(
@@ -208,6 +221,36 @@ def load(
             stacklevel=2,
         )
 
+    make = _pipelines if tensorflow else _array_pipelines
+    train_images, val_images = make(
+        train, val, image_size, batch_size, seed, layers, label_mode, spec
+    )
+    return Splits(
+        train=train_images.dataset(),
+        val=None if val_images is None else val_images.dataset(),
+        class_names=list(train.class_names),
+        train_images=train_images,
+        val_images=val_images,
+        skipped=skipped,
+        num_train=train.count,
+        num_val=0 if val is None else val.count,
+        label_mode=label_mode,
+        source=train.description,
+        augment=augment,
+    )
+
+
+def _pipelines(
+    train: _Part,
+    val: _Part | None,
+    image_size: int,
+    batch_size: int,
+    seed: int,
+    layers: list[Any],
+    label_mode: str,
+    spec: InputSpec,
+) -> tuple[ResizableImages, ResizableImages | None]:
+    """The tf.data pipelines of the TensorFlow backend: training, and validation."""
     num_classes = len(train.class_names)
     train_images = train.pipeline(
         image_size,
@@ -231,34 +274,75 @@ def load(
             batch_map=_batch_map([], label_mode, num_classes),
             spec=spec,
         )
-    return Splits(
-        train=train_images.dataset(),
-        val=None if val_images is None else val_images.dataset(),
-        class_names=list(train.class_names),
-        train_images=train_images,
-        val_images=val_images,
-        skipped=skipped,
-        num_train=train.count,
-        num_val=0 if val is None else val.count,
-        label_mode=label_mode,
-        source=train.description,
-        augment=augment,
+    return train_images, val_images
+
+
+def _array_pipelines(
+    train: _Part,
+    val: _Part | None,
+    image_size: int,
+    batch_size: int,
+    seed: int,
+    layers: list[Any],
+    label_mode: str,
+    spec: InputSpec,
+) -> tuple[ResizableArrays, ResizableArrays | None]:
+    """`_pipelines` of the other backends: `ResizableArrays`, augmented and one-hot as the
+    tf.data pipelines are."""
+    one_hot = len(train.class_names) if label_mode == "categorical" else None
+    train_images = train.arrays(
+        image_size,
+        batch_size,
+        shuffle=True,
+        seed=seed,
+        drop_remainder=train.count >= batch_size,
+        augmentation=layers,
+        num_classes=one_hot,
+        spec=spec,
     )
+    val_images = None
+    if val is not None:
+        val_images = val.arrays(
+            image_size,
+            batch_size,
+            shuffle=False,
+            seed=seed,
+            drop_remainder=False,
+            num_classes=one_hot,
+            spec=spec,
+        )
+    return train_images, val_images
 
 
 def _read(
-    source: Any, storage: int, cache: bool, drop_empty: bool = False, spec: InputSpec | None = None
+    source: Any,
+    storage: int,
+    cache: bool,
+    drop_empty: bool = False,
+    spec: InputSpec | None = None,
+    tensorflow: bool = True,
 ) -> _Part:
-    import tensorflow as tf
+    if not tensorflow and (
+        (isinstance(source, str) and source.startswith("tfds:"))
+        or type(source).__module__.split(".")[0] == "tensorflow"
+    ):
+        import keras
 
+        what = "TensorFlow Datasets names" if isinstance(source, str) else "tf.data datasets"
+        raise DataError(
+            f"Expected a folder or a numpy (x, y) pair on the {keras.backend.backend()} "
+            f"backend: {what} need the TensorFlow backend. Received: {_describe(source)} "
+            f"with KERAS_BACKEND={keras.backend.backend()!r}. Set KERAS_BACKEND=tensorflow, "
+            "or pass a folder with one subfolder per class, or numpy arrays."
+        )
     if isinstance(source, str) and source.startswith("tfds:"):
         part = _read_dataset(*_tfds(source), storage, cache, spec)
     elif isinstance(source, (str, os.PathLike)):
-        part = _read_folder(Path(source), storage, cache, drop_empty, spec)
-    elif isinstance(source, tf.data.Dataset):
+        part = _read_folder(Path(source), storage, cache, drop_empty, spec, tensorflow)
+    elif tensorflow and _is_tf_dataset(source):
         part = _read_dataset(source, None, "tf.data.Dataset", storage, cache, spec)
     elif isinstance(source, (tuple, list)) and len(source) == 2:
-        part = _read_arrays(*source)
+        part = _read_arrays(*source, tensorflow=tensorflow)
     else:
         raise DataError(
             "Expected a folder path, 'tfds:NAME[:SPLIT]', a numpy (x, y) pair or a "
@@ -279,8 +363,19 @@ def _read(
     return part
 
 
+def _is_tf_dataset(source: Any) -> bool:
+    import tensorflow as tf
+
+    return isinstance(source, tf.data.Dataset)
+
+
 def _read_folder(
-    root: Path, storage: int, cache: bool, drop_empty: bool = False, spec: InputSpec | None = None
+    root: Path,
+    storage: int,
+    cache: bool,
+    drop_empty: bool = False,
+    spec: InputSpec | None = None,
+    tensorflow: bool = True,
 ) -> _Part:
     if not root.exists():
         raise DataError(
@@ -321,7 +416,10 @@ def _read_folder(
         )
     labels_np = np.asarray(labels, dtype="int64")
     side = storage if cache and _fits_in_memory(len(paths), storage, description) else None
-    ok, store = _first_pass(paths, side, spec)
+    if tensorflow:
+        ok, store = _first_pass(paths, side, spec)
+    else:
+        ok, store = _pil_first_pass(paths, side, spec)
     keys = np.flatnonzero(ok)
     skipped = [paths[i] for i in np.flatnonzero(~ok)] + listing.unsupported
     if len(keys):  # with none readable at all, `_read` names the failed files instead
@@ -380,9 +478,7 @@ def _no_empty_class(
     return [n for n, k in zip(class_names, kept, strict=True) if k], renumber[labels]
 
 
-def _read_arrays(x: Any, y: Any) -> _Part:
-    import tensorflow as tf
-
+def _read_arrays(x: Any, y: Any, tensorflow: bool = True) -> _Part:
     x, y = np.asarray(x), np.asarray(y)
     if x.ndim == 3:
         x = x[..., None]
@@ -423,8 +519,12 @@ def _read_arrays(x: Any, y: Any) -> _Part:
             DataWarning,
             stacklevel=3,
         )
-    with tf.device("/CPU:0"):
-        store = tf.convert_to_tensor(x)
+    store = x  # numpy off the TensorFlow backend
+    if tensorflow:
+        import tensorflow as tf
+
+        with tf.device("/CPU:0"):
+            store = tf.convert_to_tensor(x)
     return _Part(
         np.arange(len(y)),
         y.astype("int64"),

@@ -91,6 +91,20 @@ def _load_data(config: JobConfig, spec: InputSpec) -> Any:
     )
 
 
+def _split_evenly(splits: Any, devices: int, verbose: int) -> None:
+    """DataParallel on JAX splits every batch over the devices: make each batch divide."""
+    left = {}
+    for name in ("train_images", "val_images"):
+        source = getattr(splits, name)
+        if source is not None and hasattr(source, "split_evenly"):
+            left[name] = source.split_evenly(devices)
+    if verbose and left.get("val_images"):
+        print(
+            f"validation during training leaves out {left['val_images']} image(s), so every "
+            f"batch splits over the {devices} devices; the report scores every image"
+        )
+
+
 def _recipe_name(config: JobConfig, num_train: int) -> str:
     """The recipe to run: `auto` is LP-FT, whatever the data's size (see `recipes.lp_ft`)."""
     return "lp_ft" if config.recipe == "auto" else config.recipe.replace("-", "_")
@@ -258,11 +272,18 @@ def _run(
     strategy = make_strategy(config.strategy)
     if isinstance(strategy, JaxStrategy):
         strategy.check_batch_size(config.batch_size)
+        if verbose and strategy.distribution is not None:
+            print(
+                f"strategy: keras.distribution.DataParallel over {strategy.num_replicas_in_sync} "
+                f"devices ({strategy.devices[0].platform})"
+            )
     keras.mixed_precision.set_dtype_policy(config.precision)
     keras.utils.set_random_seed(config.seed)
 
     spec = InputSpec.from_card(card, sizes[-1])  # how every image of the run is read
     splits = _load_data(config, spec)
+    if isinstance(strategy, JaxStrategy) and strategy.distribution is not None:
+        _split_evenly(splits, strategy.num_replicas_in_sync, verbose)
     class_names = list(splits.class_names)
     labels_path = out / "labels.json"
     if resume and labels_path.exists():
