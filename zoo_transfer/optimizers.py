@@ -483,6 +483,25 @@ class GroupedLossScaleOptimizer(keras.optimizers.LossScaleOptimizer):
     `mixed_float16` policy, so Keras does not wrap it in a plain one.
     """
 
+    def stateless_apply(
+        self, optimizer_variables: Sequence[Any], grads: Sequence[Any], trainable_variables: Any
+    ) -> Any:
+        """Keras' JAX step. The loss scale pairs `grads` with the variables it was built
+        over (those trainable at the first `fit`); after an unfreeze there are more
+        gradients, so for the step it pairs them with the bound model's trainable
+        variables, as the `GroupedOptimizer` inside does."""
+        bound = getattr(self.inner_optimizer, "_model", None)
+        model = bound() if bound is not None else None
+        current = list(model.trainable_variables) if model is not None else None
+        if current is None or len(current) != len(trainable_variables):
+            return super().stateless_apply(optimizer_variables, grads, trainable_variables)
+        built_over = self._trainable_variables
+        object.__setattr__(self, "_trainable_variables", current)  # untracked, for this step
+        try:
+            return super().stateless_apply(optimizer_variables, grads, trainable_variables)
+        finally:
+            object.__setattr__(self, "_trainable_variables", built_over)
+
     def save_own_variables(self, store: Any) -> None:
         for variable in self._variables:
             store[variable.path.replace("/", _SEP)] = keras.ops.convert_to_numpy(variable)

@@ -61,8 +61,8 @@ def test_gradual_unfreezing_mid_fit_changes_only_the_scheduled_stage(fresh_keras
 
 
 def test_first_step_after_unfreezing_is_adams_first_step(fresh_keras):
-    """Bias correction for the stage's own step 1: |update| ~= lr where the gradient is not
-    tiny; with the outer step counter (12) it would be several times smaller... or larger."""
+    """Bias correction for the stage's own step 1: |update| ~= the stage's learning rate
+    (its discriminative multiplier, 0.1, times lr) where the gradient is not tiny."""
     import keras
 
     import zoo_transfer
@@ -73,7 +73,8 @@ def test_first_step_after_unfreezing_is_adams_first_step(fresh_keras):
     model = zoo_transfer.build("digitnet", 3, input_shape=(32, 32, 3))
     lr = 1e-3
     model.compile(
-        transfer_optimizer(model, "adam", learning_rate=lr), "sparse_categorical_crossentropy",
+        transfer_optimizer(model, "adam", learning_rate=lr, lr_mult={"stage3": 0.1, "head": 1}),
+        "sparse_categorical_crossentropy",
         jit_compile=True,
     )  # fmt: skip
     kept = {}
@@ -93,7 +94,9 @@ def test_first_step_after_unfreezing_is_adams_first_step(fresh_keras):
     )  # fmt: skip
     path = next(p for p in kept["before"] if p.startswith("stage3") and p.endswith("kernel"))
     step = np.abs(kept["after"][path] - kept["before"][path])
-    assert 0.5 * lr < np.median(step[step > 0]) <= 1.01 * lr
+    assert 0.05 * lr < np.median(step[step > 0]) <= 0.101 * lr
+    head = np.abs(kept["after"]["head_logits/kernel"] - kept["before"]["head_logits/kernel"])
+    assert np.median(head[head > 0]) > 0.2 * lr  # the head at the full rate
 
 
 def test_l2_sp_pulls_toward_the_pretrained_weights_on_jax(fresh_keras):
@@ -211,3 +214,32 @@ def test_linear_probe_on_jax_matches_a_closed_check(fresh_keras):
     assert result is not None and result.train_accuracy >= 0.9
     predicted = model.predict(x, verbose=0).argmax(-1)
     assert np.mean(predicted == y) == pytest.approx(result.train_accuracy, abs=1e-6)
+
+
+def test_unfreezing_under_mixed_float16_on_jax(fresh_keras):
+    """The loss scale unscales every gradient after an unfreeze, not only those of the
+    variables trainable when it was built (it failed at the first unfreeze)."""
+    import keras
+
+    import zoo_transfer
+    from zoo_transfer.callbacks import GradualUnfreezing
+    from zoo_transfer.optimizers import GroupedLossScaleOptimizer, transfer_optimizer
+
+    x, y = _data(n=16)
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        model = zoo_transfer.build("digitnet", 3, input_shape=(32, 32, 3))
+        optimizer = transfer_optimizer(model, "adam", learning_rate=1e-3)
+        assert isinstance(optimizer, GroupedLossScaleOptimizer)
+        model.compile(optimizer, "sparse_categorical_crossentropy", jit_compile=True)
+        start = _weights(model)
+        history = model.fit(
+            x, y, batch_size=8, epochs=3, verbose=0,
+            callbacks=[GradualUnfreezing({1: "stage3"}, verbose=0)],
+        )  # fmt: skip
+    finally:
+        keras.config.set_dtype_policy("float32")
+    assert np.all(np.isfinite(history.history["loss"]))
+    changed = _changed(start, _weights(model))
+    assert any(p.startswith("stage3") and p.endswith("kernel") for p in changed)
+    assert not any(p.startswith(("stem", "stage1", "stage2")) for p in changed)
