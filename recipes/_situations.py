@@ -24,7 +24,7 @@ from typing import Any
 from zoo_transfer.errors import BuildArgumentError
 from zoo_transfer.registry import Card, get_card
 
-from ._build import build
+from ._build import _head_stages, build
 
 SMALL_DATASET = 10_000  # images; below this, train few parameters
 
@@ -187,6 +187,22 @@ def large_different(name: str, num_classes: int, **build_kwargs: Any) -> tuple[A
     )
 
 
+LP_FT_HEAD = {"head_stages": 3, "pooling": "avgmax"}  # what `lp_ft`'s new head reads
+
+
+def lp_ft_features(name: str) -> tuple[list[str], str]:
+    """The feature maps `lp_ft`'s head reads, in the order its `head_concat` joins them,
+    and their pooling: the stages before the default cut, then the cut itself (`""`).
+
+    `zoo-transfer rank` computes exactly these features in its pass, so that a later
+    `train` (whose default recipe is `lp_ft`) fits its linear probe on them.
+    """
+    card = get_card(name)
+    pooling = str(LP_FT_HEAD["pooling"])
+    stages = _head_stages(card, None, int(LP_FT_HEAD["head_stages"]), pooling, keep_top=False)
+    return [*stages, ""], pooling
+
+
 def lp_ft(name: str, num_classes: int, **build_kwargs: Any) -> tuple[Any, Plan]:
     """Linear probe, then fine-tune (LP-FT): the default of `zoo-transfer train`.
 
@@ -206,7 +222,7 @@ def lp_ft(name: str, num_classes: int, **build_kwargs: Any) -> tuple[Any, Plan]:
         name,
         num_classes,
         build_kwargs,
-        {"head_stages": 3, "pooling": "avgmax"},
+        dict(LP_FT_HEAD),
         learning_rate=1e-4,
         epochs=5,
         notes="A converged linear head first, then every stage fine-tunes from it at a "

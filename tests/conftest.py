@@ -9,6 +9,12 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# `zoo-transfer rank` stores backbone features for `train` (zoo_transfer.feature_cache):
+# the tests' go to a folder of their own, never to the user's ~/.cache.
+if "ZOO_TRANSFER_CACHE_DIR" not in os.environ:
+    import tempfile
+
+    os.environ["ZOO_TRANSFER_CACHE_DIR"] = tempfile.mkdtemp(prefix="zoo-transfer-test-cache-")
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -61,6 +67,7 @@ def pytest_xdist_auto_num_workers(config):
     return max(1, min(cores or 1, by_memory))
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups into the node ids
 def pytest_collection_modifyitems(config, items):
     """Keep what shares work on one xdist worker (`--dist loadgroup`).
 

@@ -270,6 +270,7 @@ def fit_linear_head(
     max_iter: int = 500,
     batch_size: int | None = None,
     seed: int = 0,
+    features: Any = None,
 ) -> LinearHeadResult:
     """Fit the head `Dense` of a `build` model to convergence on its backbone's features.
 
@@ -285,6 +286,9 @@ def fit_linear_head(
         max_iter: L-BFGS steps per strength.
         batch_size: images per backbone forward pass.
         seed: which fifth is held out when there is no validation.
+        features: `(x, y, x_val, y_val)`, the backbone's features and labels computed
+            before (e.g. stored by `zoo-transfer rank`, `zoo_transfer.feature_cache`),
+            instead of a pass over `train` and `validation`; `x_val`/`y_val` may be None.
 
     Returns:
         `LinearHeadResult`: the chosen `l2`, train and validation accuracy, the grid's
@@ -298,12 +302,19 @@ def fit_linear_head(
     dense = _dense_of(head, num_classes)
     if hasattr(train, "train_images") and validation is None:
         validation = train
-    x, y = backbone_features(trunk, train, batch_size=batch_size, split="train")
+    if features is not None:
+        x, y, xv_given, yv_given = features
+        validation = None if xv_given is None else (xv_given, yv_given)
+    else:
+        x, y = backbone_features(trunk, train, batch_size=batch_size, split="train")
     y = _class_indices(y)
     mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-6
     xs = (x - mean) / scale
     if validation is not None:
-        xv, yv = backbone_features(trunk, validation, batch_size=batch_size, split="val")
+        if features is not None:
+            xv, yv = np.asarray(validation[0]), np.asarray(validation[1])
+        else:
+            xv, yv = backbone_features(trunk, validation, batch_size=batch_size, split="val")
         yv = _class_indices(yv)
         l2, tried, fits = choose_l2(
             xs, y, (xv - mean) / scale, yv, num_classes, grid=grid, max_iter=max_iter

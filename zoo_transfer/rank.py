@@ -46,6 +46,7 @@ from zoo_transfer.registry import get_card, list_models
 from zoo_transfer.transferability import LogMEAccumulator, check_class_counts, leep
 
 FEATURES = "features"  # the scoring model's key for the trunk's pooled features
+_MAX = "max:"  # the scoring model's key prefix of a max-pooled map (for `train`'s probe)
 _SPLIT_NAMES = {"train", "val", "valid", "validation", "test"}
 # Errors of one candidate's weights or build: reported in its row, the others go on.
 _CANDIDATE_ERRORS = (
@@ -130,6 +131,7 @@ class _Images:
     source: str
     side: int
     restore: list[tuple[Any, int]] = field(default_factory=list)  # (images, side) to reset
+    files: list[str] | None = None  # the image file of each row, for `FeatureCache`
 
     @property
     def n_batches(self) -> int | None:
@@ -177,7 +179,11 @@ def _images(data: Any, spec: InputSpec, batch_size: int) -> _Images:
             if current != spec.side:
                 restore.append((pipeline, current))
                 pipeline.set_size(spec.side)
-        return _Images(pipelines, list(data.class_names), data.source, spec.side, restore)
+        lists = [data.train_files, data.val_files if data.val_images is not None else None]
+        files = None
+        if lists[0] is not None and (data.val_images is None or lists[1] is not None):
+            files = [p for found in lists if found is not None for p in found.paths]
+        return _Images(pipelines, list(data.class_names), data.source, spec.side, restore, files)
     from zoo_transfer.data import load
 
     if isinstance(data, (str, os.PathLike)) and not str(data).startswith("tfds:"):
@@ -187,22 +193,30 @@ def _images(data: Any, spec: InputSpec, batch_size: int) -> _Images:
         if y.ndim == 1 and len(y) and np.issubdtype(y.dtype, np.integer) and y.min() >= 0:
             check_class_counts(np.bincount(y))
     splits = load(data, input_spec=spec, batch_size=batch_size, augment="none")
-    return _Images([splits.train_images.in_order()], splits.class_names, splits.source, spec.side)
+    files = splits.train_files.paths if splits.train_files is not None else None
+    return _Images(
+        [splits.train_images.in_order()], splits.class_names, splits.source, spec.side, [], files
+    )
 
 
 # ---------------------------------------------------------------------- one candidate
-def _scoring_model(name: str, weights: Any, side: int, stage_cuts: list[str]) -> tuple[Any, bool]:
+def _scoring_model(
+    name: str, weights: Any, side: int, stage_cuts: list[str], probe_stages: Sequence[str] = ()
+) -> tuple[Any, bool]:
     """`(model, has_source_head)`: image -> pooled features by cut (and source probabilities).
 
     Real weights keep their source head when they hold it; otherwise (random weights,
-    weights without the classifier, a top not cached) the model has none.
+    weights without the classifier, a top not cached) the model has none. With
+    `probe_stages` (`recipes.lp_ft_features`) it also outputs those stages' average and
+    max pools (`_MAX` + stage; `""` is the cut), the features `train`'s probe reads.
     """
     import keras
 
     from zoo_transfer.recipes import SOURCE_HEAD, feature_extractor
 
     card = get_card(name)
-    cuts = [*stage_cuts, card.feature_layer]
+    extra = [s for s in probe_stages if s and s not in stage_cuts]
+    cuts = [*stage_cuts, *extra, card.feature_layer]
     shape = (side, side, 3)
     fx = None
     if weights is not None:
@@ -222,6 +236,10 @@ def _scoring_model(name: str, weights: Any, side: int, stage_cuts: list[str]) ->
             outputs[out] = tensor
         elif len(tensor.shape) == 4:
             outputs[out] = keras.layers.GlobalAveragePooling2D(name=f"rank_pool_{i}")(tensor)
+            stage = "" if out == FEATURES else out
+            if probe_stages and stage in probe_stages:
+                pool = keras.layers.GlobalMaxPooling2D(name=f"rank_maxpool_{i}")
+                outputs[_MAX + stage] = pool(tensor)
         else:
             outputs[out] = keras.layers.Flatten(name=f"rank_flatten_{i}")(tensor)
     return keras.Model(fx.input, outputs, name=f"{card.arch}_rank"), head
@@ -248,7 +266,10 @@ def _score(
             import keras
 
             keras.utils.set_random_seed(seed)  # a control is the same random network each run
-        model, has_head = _scoring_model(name, weights, images.side, stage_cuts)
+        keep = images.files is not None and weights is not None  # for `train`'s probe
+        layout = _probe_layout(name) if keep else None
+        probe_stages = layout[0] if layout else []
+        model, has_head = _scoring_model(name, weights, images.side, stage_cuts, probe_stages)
     except _CANDIDATE_ERRORS as exc:
         row.error = f"{name}: {exc}"
         if not isinstance(exc, BuildArgumentError):
@@ -263,6 +284,7 @@ def _score(
     probs: list[np.ndarray] = []
     labels: list[np.ndarray] = []
     pooled: dict[str, list[np.ndarray]] = {k: [] for k in stage_cuts}
+    kept: list[np.ndarray] = []
     progress.start(row.label, images.n_batches)
     full = 0
     for x, y in images.batches():
@@ -272,6 +294,8 @@ def _score(
             x = np.concatenate([x, np.repeat(x[-1:], full - n, axis=0)])
         out = {k: np.asarray(v)[:n] for k, v in model.predict_on_batch(x).items()}
         acc.add(out[FEATURES], y)
+        if layout:
+            kept.append(_probe_features(out, layout))
         labels.append(y)
         if has_head:
             probs.append(out[SOURCE_HEAD].astype(np.float64))
@@ -279,6 +303,13 @@ def _score(
             pooled[key].append(out[key])
         progress.step()
     y_all = np.concatenate(labels)
+    if layout:
+        from zoo_transfer.feature_cache import PROBE_KEY, FeatureCache
+
+        spec = InputSpec.from_card(card, images.side)
+        FeatureCache().put(
+            PROBE_KEY.format(name), weights, spec, images.files, np.concatenate(kept)
+        )
     row.logme = acc.score()
     row.feature_size = acc.num_features
     row.n_images = acc.n
@@ -468,3 +499,24 @@ def _side(source: Any) -> int:
     """The current side of a resizable source (a TF variable, or an int off TensorFlow)."""
     size = source.size
     return int(size.numpy() if hasattr(size, "numpy") else size)
+
+
+def _probe_layout(name: str) -> tuple[list[str], str] | None:
+    """The maps and pooling of the `lp_ft` head (`recipes.lp_ft_features`), or None."""
+    from zoo_transfer.recipes import lp_ft_features
+
+    try:
+        return lp_ft_features(name)
+    except BuildArgumentError:  # a card whose cut is not a stage: nothing to store
+        return None
+
+
+def _probe_features(out: dict[str, np.ndarray], layout: tuple[list[str], str]) -> np.ndarray:
+    """The rows `lp_ft`'s `head_concat` gives: each map's average (then max) pool."""
+    stages, pooling = layout
+    parts = []
+    for stage in stages:
+        parts.append(out[stage or FEATURES])
+        if pooling == "avgmax":
+            parts.append(out[_MAX + stage])
+    return np.concatenate(parts, axis=-1)

@@ -21,7 +21,9 @@ from zoo_transfer.optimizers import transfer_optimizer
 CACHE_CHOICES = ("auto", "never", "always")
 
 
-def probe_head(model: Any, train: Any, validation: Any = None, *, verbose: int = 1) -> Any:
+def probe_head(
+    model: Any, train: Any, validation: Any = None, *, verbose: int = 1, features: Any = None
+) -> Any:
     """Fit the head to convergence on the frozen backbone's features (a linear probe).
 
     The first step of LP-FT (linear probe, then fine-tune): the epochs that unfreeze
@@ -31,6 +33,7 @@ def probe_head(model: Any, train: Any, validation: Any = None, *, verbose: int =
 
     Returns the `LinearHeadResult`, or `None` when the model's head is not one
     `Dense(num_classes)` layer (a head with hidden layers trains with the epochs).
+    `features`: `(x, y, x_val, y_val)` computed before (`fit_linear_head`).
 
     ```python
     model = zoo_transfer.build("resnet50", num_classes=5)
@@ -44,7 +47,7 @@ def probe_head(model: Any, train: Any, validation: Any = None, *, verbose: int =
         if verbose:
             print("linear probe: skipped (the head has hidden layers; the epochs train it)")
         return None
-    result = fit_linear_head(model, train, validation)
+    result = fit_linear_head(model, train, validation, features=features)
     if verbose:
         acc = "-" if result.val_accuracy is None else f"{result.val_accuracy:.4f}"
         print(

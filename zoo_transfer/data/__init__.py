@@ -39,10 +39,12 @@ from zoo_transfer.data.image_ops import (
     _decode_file as _decode_file,  # for the tests of reduced-scale JPEG decoding
 )
 from zoo_transfer.data.image_ops import load_image, read_image
+from zoo_transfer.data.parts import FileList
 from zoo_transfer.data.sources import Splits, load
 
 __all__ = [
     "AUGMENT_PRESETS",
+    "FileList",
     "Resizable",
     "ResizableArrays",
     "ResizableImages",

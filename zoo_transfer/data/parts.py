@@ -31,6 +31,15 @@ from zoo_transfer.memory import available_memory as _available_memory
 _CACHE_MEMORY_FRACTION = 0.5  # stream instead of caching above this share of free memory
 
 
+@dataclass(frozen=True)
+class FileList:
+    """The image files of one split of a folder, in the order its batches read them
+    in order, and their class indices (`Splits.train_files`)."""
+
+    paths: list[str]
+    labels: np.ndarray
+
+
 @dataclass
 class _Part:
     """One source (or one side of a split), before it becomes a `ResizableImages`.
@@ -46,6 +55,7 @@ class _Part:
     store: Any = None
     dataset: Any = None
     skipped: list[str] = field(default_factory=list)
+    files: Any = None  # the image file of each key, where the source is a folder
 
     @property
     def count(self) -> int:
@@ -59,7 +69,14 @@ class _Part:
             self.description,
             self.store,
             self.dataset,
+            files=None if self.files is None else self.files[rows],
         )
+
+    def file_list(self) -> FileList | None:
+        """The image files of this part and their labels, in order (folders only)."""
+        if self.files is None:
+            return None
+        return FileList([str(f) for f in self.files], self.labels.astype("int64"))
 
     def pipeline(
         self,

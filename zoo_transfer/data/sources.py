@@ -50,7 +50,7 @@ from zoo_transfer.data.arrays import ResizableArrays
 from zoo_transfer.data.augment import _MIXING_PRESETS, _batch_map, augmentation_layers
 from zoo_transfer.data.containers import ResizableImages
 from zoo_transfer.data.image_ops import _first_pass, _tensorflow_backend
-from zoo_transfer.data.parts import _fits_in_memory, _Part, _split
+from zoo_transfer.data.parts import FileList, _fits_in_memory, _Part, _split
 from zoo_transfer.data.pil_ops import _first_pass as _pil_first_pass
 from zoo_transfer.data.tfds import _read_dataset, _tfds
 from zoo_transfer.errors import DataError, DataWarning
@@ -78,6 +78,11 @@ class Splits:
             augmentation mixes labels).
         source: what was read, in words.
         augment: the augmentation preset of the training split (`load(augment=)`).
+        train_files: the image files of the training split and their labels, in the
+            order `train_images.in_order()` reads them (`FileList`); None unless the
+            source is a folder. (Backbone features stored by `zoo-transfer rank` are
+            found by these files.)
+        val_files: the same for the validation split.
 
     ```python
     splits = load("flowers/", image_size=160, validation_split=0.2)
@@ -96,6 +101,8 @@ class Splits:
     label_mode: str = "int"
     source: str = ""
     augment: str = "none"
+    train_files: FileList | None = None
+    val_files: FileList | None = None
 
     def __iter__(self) -> Iterator[Any]:
         yield self.train
@@ -237,6 +244,8 @@ def load(
         label_mode=label_mode,
         source=train.description,
         augment=augment,
+        train_files=train.file_list(),
+        val_files=None if val is None else val.file_list(),
     )
 
 
@@ -434,6 +443,7 @@ def _read_folder(
             description,
             store=store,
             skipped=skipped,
+            files=np.asarray(paths, dtype=object)[keys],
         )
     return _Part(
         np.asarray(paths, dtype=object)[keys],
@@ -441,6 +451,7 @@ def _read_folder(
         class_names,
         description,
         skipped=skipped,
+        files=np.asarray(paths, dtype=object)[keys],
     )
 
 

@@ -361,7 +361,12 @@ def _run(
     best_cb = None
     if config.adabn and initial_epoch == 0:  # a resumed run restored the adapted statistics
         _adabn(model, splits, verbose)
-    probe = _probe(config, plan, model, splits, out, work, initial_epoch, chief, verbose, spec)
+    stored = None  # the features `zoo-transfer rank` stored, for the probe
+    if recipe == "lp_ft" and "cut" not in build_kwargs and initial_epoch == 0:
+        stored = _stored_features(card.name, weights, splits, spec, verbose)
+    probe = _probe(
+        config, plan, model, splits, out, work, initial_epoch, chief, verbose, spec, stored
+    )
     callbacks: list[Any] = [EpochSeeding(splits.train_images)]
     if len(set(sizes)) > 1:
         callbacks.append(
@@ -466,6 +471,31 @@ def _run(
     )  # fmt: skip
 
 
+def _stored_features(
+    name: str, weights: Any, splits: Any, spec: InputSpec, verbose: int
+) -> tuple[Any, Any, Any, Any] | None:
+    """`(x, y, x_val, y_val)` from the features `zoo-transfer rank` stored for this model,
+    these weights, this input spec and exactly these image files; None otherwise."""
+    from zoo_transfer.feature_cache import PROBE_KEY, FeatureCache
+
+    train, val = splits.train_files, splits.val_files
+    if train is None:
+        return None
+    files = train.paths + (val.paths if val is not None else [])
+    found = FeatureCache().get(PROBE_KEY.format(name), weights, spec, files)
+    if found is None:
+        return None
+    if verbose:
+        print(
+            f"linear probe: the backbone features of {len(files)} images come from "
+            "zoo-transfer rank (same model, weights, input spec and files)"
+        )
+    n = len(train.paths)
+    if val is None:
+        return found[:n], train.labels, None, None
+    return found[:n], train.labels, found[n:], val.labels
+
+
 def _probe(
     config: JobConfig,
     plan: Any,
@@ -477,9 +507,11 @@ def _probe(
     chief: bool,
     verbose: int,
     spec: InputSpec,
+    stored: Any = None,
 ) -> dict[str, Any] | None:
     """The linear probe before the first epoch, written to `probe.json` (and, with
-    validation images, to `best.keras`); on a resumed run, the one written then."""
+    validation images, to `best.keras`); on a resumed run, the one written then.
+    `stored`: the backbone features `zoo-transfer rank` kept (`_stored_features`)."""
     from zoo_transfer.saving import save_for_inference
     from zoo_transfer.training import probe_head
 
@@ -488,7 +520,7 @@ def _probe(
         return json.loads(path.read_text()) if path.exists() else None
     if not (plan.probe if config.probe is None else config.probe):
         return None
-    result = probe_head(model, splits, verbose=verbose)
+    result = probe_head(model, splits, verbose=verbose, features=stored)
     if result is None:
         if config.wise_ft is not None:
             raise BuildArgumentError(
@@ -498,6 +530,7 @@ def _probe(
             )
         return None
     probe = {
+        "features_from_rank": stored is not None,
         "val_accuracy": result.val_accuracy,
         "train_accuracy": result.train_accuracy,
         "l2": result.l2,
