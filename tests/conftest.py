@@ -88,6 +88,9 @@ def pytest_collection_modifyitems(config, items):
         else:
             group = item.nodeid.split("::")[0]
         item.add_marker(pytest.mark.xdist_group(group))
+    # The longest tests first, so that no worker starts one while the other is finishing:
+    # xdist hands out the groups in this order.
+    items.sort(key=lambda item: item.get_closest_marker("early") is None)
 
 
 def pytest_generate_tests(metafunc):

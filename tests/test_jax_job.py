@@ -30,6 +30,7 @@ def jax_job_env() -> dict[str, str]:
     }
 
 
+@pytest.mark.early
 @pytest.mark.skipif(
     __import__("importlib.util").util.find_spec("jax") is None,
     reason="jax is not installed (pip install -e '.[test]' installs it)",

@@ -62,6 +62,7 @@ def data(make_folder, tmp_path_factory):
     return make_folder(tmp_path_factory.mktemp("disk") / "data", per_class=12, classes=3)
 
 
+@pytest.mark.early
 def test_a_full_disk_and_a_read_only_folder_are_clear_errors_that_keep_the_run(small_disk, data):
     mount, remount = small_disk
     out = mount / "run"

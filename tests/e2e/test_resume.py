@@ -67,6 +67,7 @@ def data(make_folder, tmp_path_factory):
     return make_folder(tmp_path_factory.mktemp("resume") / "data", per_class=24, classes=3)
 
 
+@pytest.mark.early
 def test_stopped_four_ways_and_resumed_it_equals_an_uninterrupted_run(data, tmp_path):
     whole = tmp_path / "whole"
     shell(*TRAIN, "--data", str(data), "--out", str(whole))

@@ -91,7 +91,7 @@ def test_strategy_mirrored_is_data_parallel_over_two_devices(tmp_path):
     runs = {}
     for strategy in ("mirrored", "auto"):
         out = tmp_path / strategy
-        args = ["train", "digitnet", "--data", "zoo:digits", "--epochs", "2", "--batch-size",
+        args = ["train", "digitnet", "--data", "zoo:digits", "--epochs", "1", "--batch-size",
                 "16", "--strategy", strategy, "--augment", "none", "--out", str(out)]  # fmt: skip
         old = dict(os.environ)
         os.environ.update(env)

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from zoo_transfer.cli import cli
 
 
+@pytest.mark.early
 def test_fashion_mnist_from_imagenet_weights_reaches_080(shared_data, tmp_path):
     fashion = shared_data / "fashion-mnist-small"
     out = tmp_path / "fashion"
