@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import no_tensorflow_env
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -132,18 +133,6 @@ def test_resizable_arrays_uses_tensorflow_only_in_its_tf_branch():
 PROGRAM = r"""
 import json, sys
 
-BLOCK = {block!r}
-if BLOCK:
-    class NoTensorFlow:
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] == "tensorflow":
-                raise ImportError("tensorflow is blocked in this test")
-            return None
-
-    # A finder, not sys.modules["tensorflow"] = None: Keras takes a tensorflow key in
-    # sys.modules as "TensorFlow is in use" and would call into it.
-    sys.meta_path.insert(0, NoTensorFlow())
-
 import builtins
 import keras
 import numpy as np
@@ -198,9 +187,10 @@ print("RESULT=" + json.dumps(out))
 
 
 def _run(backend: str, block: bool, fit: bool) -> dict:
-    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
+    # blocked: `import tensorflow` fails (tests/jax/site/sitecustomize.py)
+    env = no_tensorflow_env(backend) if block else dict(os.environ, KERAS_BACKEND=backend)
     proc = subprocess.run(
-        [sys.executable, "-c", PROGRAM.format(block=block, fit=fit)],
+        [sys.executable, "-c", PROGRAM.format(fit=fit)],
         capture_output=True,
         text=True,
         timeout=300,

@@ -4,30 +4,20 @@ machines, which have JAX and no TensorFlow."""
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import no_tensorflow_env
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def jax_job_env() -> dict[str, str]:
-    """The environment of the JAX job: the backend, and the TensorFlow blocker
-    (`tests/jax/site/sitecustomize.py`) on PYTHONPATH."""
-    site = str(ROOT / "tests" / "jax" / "site")
-    path = os.pathsep.join(p for p in (site, os.environ.get("PYTHONPATH")) if p)
-    return {
-        **os.environ,
-        "KERAS_BACKEND": "jax",
-        "ZOO_TRANSFER_BLOCK_TF": "1",
-        "ZOO_TRANSFER_JAX_JOB": "1",
-        "PYTHONPATH": path,
-        "JAX_PLATFORMS": "cpu",
-    }
+    """The environment of the JAX job: the backend, and the TensorFlow blocker."""
+    return {**no_tensorflow_env("jax"), "ZOO_TRANSFER_JAX_JOB": "1", "JAX_PLATFORMS": "cpu"}
 
 
 @pytest.mark.early

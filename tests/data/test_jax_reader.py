@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import no_tensorflow_env
 from PIL import Image
 
 from zoo_transfer.errors import DataWarning, ImageFileError
@@ -389,14 +390,7 @@ import json, sys, warnings
 cfg = json.loads(sys.argv[1])
 
 
-class NoTensorFlow:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] == "tensorflow":
-            raise ImportError("tensorflow is blocked in this test")
-        return None
-
-
-sys.meta_path.insert(0, NoTensorFlow())  # a finder: see tests/test_backend_agnostic.py
+# TensorFlow is blocked by the environment (conftest.no_tensorflow_env)
 
 import keras
 import numpy as np
@@ -569,7 +563,7 @@ def jax_run(folder, formats, tmp_path_factory) -> tuple[dict, dict]:
         "bad": str(folder / "daisy" / "notes.jpg"),
         "arrays": str(out),
     }
-    env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3")
+    env = no_tensorflow_env("jax")
     proc = subprocess.run(
         [sys.executable, "-c", JAX_PROGRAM, json.dumps(cfg)],
         capture_output=True,

@@ -6,22 +6,15 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import subprocess
 import sys
 
 import pytest
+from conftest import no_tensorflow_env
 
 PROGRAM = r"""
 import json, sys
 
-class NoTensorFlow:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] == "tensorflow":
-            raise ImportError("tensorflow is blocked in this test")
-        return None
-
-sys.meta_path.insert(0, NoTensorFlow())
 import keras, numpy as np
 import zoo_transfer
 from zoo_transfer.exports import export, keras_outputs
@@ -51,7 +44,7 @@ print("RESULT=" + json.dumps({
 
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
 def test_tfjs_export_on_jax_without_tensorflow(tmp_path):
-    env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3")
+    env = no_tensorflow_env("jax")
     proc = subprocess.run(
         [sys.executable, "-c", PROGRAM, str(tmp_path)],
         capture_output=True, text=True, timeout=300, env=env,

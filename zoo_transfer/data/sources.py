@@ -228,9 +228,8 @@ def load(
             stacklevel=2,
         )
 
-    make = _pipelines if tensorflow else _array_pipelines
-    train_images, val_images = make(
-        train, val, image_size, batch_size, seed, layers, label_mode, spec
+    train_images, val_images = _pipelines(
+        train, val, image_size, batch_size, seed, layers, label_mode, spec, tensorflow
     )
     return Splits(
         train=train_images.dataset(),
@@ -258,69 +257,34 @@ def _pipelines(
     layers: list[Any],
     label_mode: str,
     spec: InputSpec,
-) -> tuple[ResizableImages, ResizableImages | None]:
-    """The tf.data pipelines of the TensorFlow backend: training, and validation."""
+    tensorflow: bool,
+) -> tuple[Any, Any]:
+    """The training and validation containers: `tf.data` pipelines on the TensorFlow
+    backend, `ResizableArrays` on the others, augmented and labelled alike. Training is
+    shuffled, augmented and drops its last partial batch; validation is none of these."""
     num_classes = len(train.class_names)
-    train_images = train.pipeline(
-        image_size,
-        batch_size,
-        shuffle=True,
-        seed=seed,
-        drop_remainder=train.count >= batch_size,
-        batch_map=_batch_map(layers, label_mode, num_classes),
-        augmentation=layers,
-        plain_map=_batch_map([], label_mode, num_classes),
-        spec=spec,
-    )
-    val_images = None
-    if val is not None:
-        val_images = val.pipeline(
+
+    def make(part: _Part, training: bool) -> Any:
+        augmentation = layers if training else []
+        options = {
+            "shuffle": training,
+            "seed": seed,
+            "drop_remainder": training and part.count >= batch_size,
+            "augmentation": augmentation,
+            "spec": spec,
+        }
+        if not tensorflow:
+            one_hot = num_classes if label_mode == "categorical" else None
+            return part.arrays(image_size, batch_size, num_classes=one_hot, **options)
+        return part.pipeline(
             image_size,
             batch_size,
-            shuffle=False,
-            seed=seed,
-            drop_remainder=False,
-            batch_map=_batch_map([], label_mode, num_classes),
-            spec=spec,
+            batch_map=_batch_map(augmentation, label_mode, num_classes),
+            plain_map=_batch_map([], label_mode, num_classes),
+            **options,
         )
-    return train_images, val_images
 
-
-def _array_pipelines(
-    train: _Part,
-    val: _Part | None,
-    image_size: int,
-    batch_size: int,
-    seed: int,
-    layers: list[Any],
-    label_mode: str,
-    spec: InputSpec,
-) -> tuple[ResizableArrays, ResizableArrays | None]:
-    """`_pipelines` of the other backends: `ResizableArrays`, augmented and one-hot as the
-    tf.data pipelines are."""
-    one_hot = len(train.class_names) if label_mode == "categorical" else None
-    train_images = train.arrays(
-        image_size,
-        batch_size,
-        shuffle=True,
-        seed=seed,
-        drop_remainder=train.count >= batch_size,
-        augmentation=layers,
-        num_classes=one_hot,
-        spec=spec,
-    )
-    val_images = None
-    if val is not None:
-        val_images = val.arrays(
-            image_size,
-            batch_size,
-            shuffle=False,
-            seed=seed,
-            drop_remainder=False,
-            num_classes=one_hot,
-            spec=spec,
-        )
-    return train_images, val_images
+    return make(train, True), None if val is None else make(val, False)
 
 
 def _read(
