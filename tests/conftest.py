@@ -269,17 +269,3 @@ def color_folder(tmp_path):
     write_png(root / "blue" / "b1.jpg", (40, 60, 180))
     (root / "blue" / "notes.txt").write_text("not an image")
     return root
-
-
-def no_tensorflow_env(backend: str = "jax") -> dict[str, str]:
-    """The environment of a process (and its children) where `import tensorflow` fails:
-    `tests/jax/site/sitecustomize.py` on PYTHONPATH, switched on, and `backend`."""
-    site = str(ROOT / "tests" / "jax" / "site")
-    path = os.pathsep.join(p for p in (site, os.environ.get("PYTHONPATH")) if p)
-    return {
-        **os.environ,
-        "KERAS_BACKEND": backend,
-        "ZOO_TRANSFER_BLOCK_TF": "1",
-        "PYTHONPATH": path,
-        "TF_CPP_MIN_LOG_LEVEL": "3",
-    }

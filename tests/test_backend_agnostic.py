@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import no_tensorflow_env
+from no_tensorflow import no_tensorflow_env
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import no_tensorflow_env
+from no_tensorflow import no_tensorflow_env
 
 ROOT = Path(__file__).resolve().parents[1]
 

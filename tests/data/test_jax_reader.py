@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import no_tensorflow_env
+from no_tensorflow import no_tensorflow_env
 from PIL import Image
 
 from zoo_transfer.errors import DataWarning, ImageFileError

@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import no_tensorflow_env
+from no_tensorflow import no_tensorflow_env
 
 PROGRAM = r"""
 import json, sys
