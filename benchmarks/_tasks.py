@@ -7,8 +7,10 @@ method sees before it is scored. Every method of a benchmark reads the same file
 - `fashion`: Fashion-MNIST (clothing, grey 28 px: far from ImageNet); 100/class train and
   50/class val from `../shared/data`, 300/class test from Debian's `dataset-fashion-mnist`
   (its t10k file); MobileNet v1 0.25 with the real ImageNet weights.
-- `fashion5k`, `fashion20k`: the same with 500 or 2,000/class train, from the end of the
-  package's train file (the shared small set comes from its start).
+- `fashion2k`, `fashion5k`, `fashion20k`: the same with 200, 500 or 2,000/class train, from
+  the end of the package's train file (the shared small set comes from its start).
+- `fashion5k-v2`: `fashion5k`'s images on the other real trunk (the Teachable Machine
+  MobileNetV2 0.35): the data-size rule checked on a second backbone.
 - `digits`: scikit-learn's 8x8 digits (tiny grey digits: far from ImageNet, another
   trunk); 30/class train, 20/class val, the other ~1,300 test; MobileNetV2 0.35, the real
   Teachable Machine trunk.
@@ -120,6 +122,14 @@ def _fashion5k(work: Path, per_class: int = 500) -> Task:
                 base.note)  # fmt: skip
 
 
+def _fashion5k_v2(work: Path) -> Task:
+    """fashion5k's folders on the Teachable Machine MobileNetV2 0.35 trunk."""
+    task = _fashion5k(work)
+    trunk = shared_data() / "teachable-machine" / "tm-my-image-model" / "model.json"
+    return Task("fashion5k-v2", task.train, task.val, task.test, "mobilenet_v2.a035_224",
+                str(trunk), task.note)  # fmt: skip
+
+
 def _digits(work: Path) -> Task:
     from sklearn.datasets import load_digits
 
@@ -158,5 +168,7 @@ def prepare(name: str, work: Path) -> Task:
     work.mkdir(parents=True, exist_ok=True)
     makers = {"fashion": _fashion, "fashion5k": _fashion5k, "digits": _digits,
               "digits59": _digits59,
-              "fashion20k": lambda w: _fashion5k(w, per_class=2000)}  # fmt: skip
+              "fashion2k": lambda w: _fashion5k(w, per_class=200),
+              "fashion20k": lambda w: _fashion5k(w, per_class=2000),
+              "fashion5k-v2": _fashion5k_v2}  # fmt: skip
     return makers[name](work)

@@ -8,6 +8,7 @@ build, intercepted: what the card sweep and the card generator check).
 """
 
 from ._build import SOURCE_HEAD, build, feature_extractor, normalization_layer
+from ._data_rule import FINE_TUNE_FROM, DataDefaults, data_defaults
 from ._keras_apps import constructor, instantiate, resolve_tap
 from ._situations import (
     RECIPES,
@@ -26,13 +27,16 @@ from ._tfjs import read_tfjs_weights
 from ._weights import imagenet_weights_file
 
 __all__ = [
+    "FINE_TUNE_FROM",
     "SMALL_DATASET",
     "RECIPES",
     "SOURCE_HEAD",
+    "DataDefaults",
     "Plan",
     "TeachableMachineModel",
     "build",
     "constructor",
+    "data_defaults",
     "feature_extractor",
     "imagenet_weights_file",
     "instantiate",

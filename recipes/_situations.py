@@ -25,6 +25,7 @@ from zoo_transfer.errors import BuildArgumentError
 from zoo_transfer.registry import Card, get_card
 
 from ._build import _head_stages, build
+from ._data_rule import LEARNING_RATE, SMALL_DATA_EPOCHS, epochs_for
 
 SMALL_DATASET = 10_000  # images; below this, train few parameters
 
@@ -203,7 +204,9 @@ def lp_ft_features(name: str) -> tuple[list[str], str]:
     return [*stages, ""], pooling
 
 
-def lp_ft(name: str, num_classes: int, **build_kwargs: Any) -> tuple[Any, Plan]:
+def lp_ft(
+    name: str, num_classes: int, *, num_images: int | None = None, **build_kwargs: Any
+) -> tuple[Any, Plan]:
     """Linear probe, then fine-tune (LP-FT): the default of `zoo-transfer train`.
 
     The head is fitted to convergence on the frozen backbone's features first
@@ -215,6 +218,14 @@ def lp_ft(name: str, num_classes: int, **build_kwargs: Any) -> tuple[Any, Plan]:
     training mode lost 10 points and learning rates of 3e-4 and above lost the probe's
     accuracy; 1e-4 kept it. Keep `best.keras`: it is the best of the probe and the epochs
     on the validation images.
+
+    `num_images`: the number of training images; `plan.epochs` then follows the data-size
+    rule (`data_defaults`: 5 epochs below 5,000 images, 10 from there). Default: 5.
+
+    ```python
+    model, plan = recipes.lp_ft("mobilenet.a025_224", num_classes=10, num_images=6_000)
+    plan.epochs   # 10
+    ```
     """
     card = get_card(name)
     model, plan = _recipe(
@@ -223,8 +234,8 @@ def lp_ft(name: str, num_classes: int, **build_kwargs: Any) -> tuple[Any, Plan]:
         num_classes,
         build_kwargs,
         dict(LP_FT_HEAD),
-        learning_rate=1e-4,
-        epochs=5,
+        learning_rate=LEARNING_RATE,
+        epochs=SMALL_DATA_EPOCHS if num_images is None else epochs_for(num_images)[0],
         notes="A converged linear head first, then every stage fine-tunes from it at a "
         "low, discriminative learning rate; BatchNorm stays in inference mode.",
     )

@@ -105,3 +105,29 @@ def list_image_folder(
         labels += [index.get(name, -1)] * len(files)
         unsupported += other
     return FolderListing(paths, labels, names, folders, unsupported)
+
+
+def typical_side(root: str | os.PathLike, sample: int = 64) -> int | None:
+    """The median shorter side, in pixels, of up to `sample` images of the class folder
+    `root` (spread evenly over its sorted listing), read from the file headers only.
+
+    None when no image header could be read. The training defaults use it: images of a
+    few dozen pixels need no 224 px input (`zoo_transfer.recipes.data_defaults`).
+    """
+    from PIL import Image  # Pillow comes with matplotlib, a dependency
+
+    paths = list_image_folder(root).paths
+    if not paths:
+        return None
+    step = max(1, len(paths) // sample)
+    sides = []
+    for path in paths[::step][:sample]:
+        try:
+            with Image.open(path) as image:  # lazy: the header, not the pixels
+                sides.append(min(image.size))
+        except (OSError, ValueError, Image.DecompressionBombError):
+            continue
+    if not sides:
+        return None
+    sides.sort()
+    return int(sides[len(sides) // 2])

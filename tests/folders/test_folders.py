@@ -104,3 +104,22 @@ def test_tiff_files_are_skipped_and_counted_by_every_reader(messy, tmp_path, fre
         Image.open(messy / "5" / "000.png").save(only_tiff / name / "x.tiff")
     with pytest.raises(DataError, match=r"format TensorFlow does not read.*'x.tiff'"):
         data.load(str(only_tiff), image_size=32, validation_split=None)
+
+
+def test_typical_side_is_the_median_shorter_side_read_from_the_headers(tmp_path):
+    from PIL import Image
+
+    from zoo_transfer.folders import typical_side
+
+    sizes = {"a": [(40, 30), (300, 200), (50, 60)], "b": [(1000, 24), (28, 28)]}
+    for name, shapes in sizes.items():
+        (tmp_path / name).mkdir()
+        for i, (w, h) in enumerate(shapes):
+            Image.new("RGB", (w, h)).save(tmp_path / name / f"{i}.png")
+    (tmp_path / "b" / "broken.png").write_bytes(b"not a png")  # skipped, not fatal
+    # shorter sides 30, 200, 50, 24, 28 -> median 30
+    assert typical_side(tmp_path) == 30
+    assert typical_side(tmp_path, sample=2) in (24, 28, 30, 50, 200)
+    empty = tmp_path / "empty"
+    (empty / "c").mkdir(parents=True)
+    assert typical_side(empty) is None

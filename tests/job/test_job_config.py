@@ -62,6 +62,21 @@ def test_bad_configs_fail_before_anything_runs(kwargs, message):
         JobConfig("digitnet", **{"data": "zoo:digits", **kwargs})
 
 
+def test_epochs_left_to_the_data_are_checked_once_chosen():
+    """Without --epochs the number comes from the data; a schedule is checked against it
+    when the run fills it in (the run calls dataclasses.replace, which checks again)."""
+    import dataclasses
+
+    config = JobConfig("digitnet", "zoo:digits", unfreeze={8: "stage3"}, progressive=[24, 28, 32])
+    assert config.epochs is None
+    why = "24 training images (< 5,000): 5 epochs after the linear probe"
+    with pytest.raises(BuildArgumentError, match=r"epoch 8, but the run has epochs 1-5 \(24 tr"):
+        dataclasses.replace(config, epochs=5, chosen={"epochs": why})
+    assert dataclasses.replace(config, epochs=10).epochs == 10
+    with pytest.raises(BuildArgumentError, match="epochs >= 1"):
+        JobConfig("digitnet", "zoo:digits", epochs=True)
+
+
 def test_config_json_round_trip():
     config = JobConfig("digitnet", "zoo:digits", progressive=[24, 32], unfreeze={2: "stage3"})
     again = JobConfig.from_json(json.loads(json.dumps(config.to_json())))

@@ -44,7 +44,9 @@ class JobConfig:
         model: a zoo name (`zoo-transfer list`).
         data: a data source for `zoo_transfer.data.load` (folder, `tfds:NAME[:SPLIT]`) or
             `"zoo:digits"` (the embedded demo data).
-        epochs: total epochs.
+        epochs: total epochs; None (the default) takes them from the number of training
+            images (`zoo_transfer.recipes.data_defaults`: 5 below 5,000, 10 from there),
+            once the data is read.
         recipe: `auto` (`lp-ft`: a linear probe, then fine-tuning; measured best on
             every task of the defaults sweep), `situation` (the four-situation table:
             the data's size and its measured domain; different data is cut where a
@@ -59,7 +61,8 @@ class JobConfig:
         final: what `final.keras` holds when there are validation images: `"best"` the
             weights with the best validation accuracy (the probe's or an epoch's, as
             Keras' `EarlyStopping(restore_best_weights=True)`), `"last"` the last epoch's.
-        image_size: training side in pixels (default: the card's input size).
+        image_size: training side in pixels; None (the default): the card's input
+            size, or 128 px for images of at most 64 px (`data_defaults`).
         progressive: sizes, e.g. `[128, 160, 224]`, spread evenly over the epochs.
         unfreeze: `{epoch: stage or layer}` for `GradualUnfreezing`; epochs count from
             1, as Keras prints them ("Epoch 4/5"): `{4: "stage4"}` trains stage4 from the
@@ -82,11 +85,14 @@ class JobConfig:
             `probe.keras`). None: off.
         adabn: re-estimate every BatchNorm layer's statistics on the training images
             before the linear probe (`zoo_transfer.adapt_batchnorm`).
+        chosen: the settings the run took from the data, and why (`{"epochs": "6,000
+            training images (>= 5,000): 10 epochs ..."}`); filled by the run, saved in
+            config.json, shown in the log and the report.
     """
 
     model: str
     data: str
-    epochs: int = 5
+    epochs: int | None = None
     recipe: str = "auto"
     similar: bool | None = None
     probe: bool | None = None
@@ -110,10 +116,13 @@ class JobConfig:
     wise_ft: float | str | None = None
     adabn: bool = False
     rank: str | None = None
+    chosen: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.unfreeze = {int(k): str(v) for k, v in (self.unfreeze or {}).items()}
-        if not isinstance(self.epochs, int) or self.epochs < 1:
+        if self.epochs is not None and (
+            isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1
+        ):
             raise BuildArgumentError(f"Expected epochs >= 1. Received: epochs={self.epochs!r}")
         if self.rank is not None:
             read_rank_json(self.rank)  # a broken file fails now, not after the training
@@ -148,16 +157,25 @@ class JobConfig:
             )
         if self.batch_size < 1:
             raise BuildArgumentError(f"Expected batch_size >= 1. Received: {self.batch_size}")
-        late = [e for e in self.unfreeze if e > self.epochs or e < 1]
+        early = [e for e in self.unfreeze if e < 1]
+        if early:
+            raise BuildArgumentError(
+                f"The unfreeze schedule names epoch {early[0]}, but epochs count from 1, as in "
+                "Keras' 'Epoch 1/5' lines."
+            )
+        epochs = self.epochs if self.epochs is not None else math.inf  # known once read
+        late = [e for e in self.unfreeze if e > epochs]
         if late:
+            chosen = f" ({self.chosen['epochs']})" if "epochs" in self.chosen else ""
             raise BuildArgumentError(
                 f"The unfreeze schedule names epoch {late[0]}, but the run has epochs "
-                f"1-{self.epochs} (epochs count from 1, as in Keras' 'Epoch 1/{self.epochs}' "
-                "lines). Drop it or raise --epochs."
+                f"1-{self.epochs}{chosen} (epochs count from 1, as in Keras' 'Epoch "
+                f"1/{self.epochs}' lines). Drop it or raise --epochs."
             )
         if self.progressive is not None:
             self.progressive = [int(s) for s in self.progressive]
-            progressive_schedule(self.progressive, self.epochs)  # raises if it cannot fit
+            if self.epochs is not None:
+                progressive_schedule(self.progressive, self.epochs)  # raises if it cannot fit
         self._check_guards()
 
     def _check_guards(self) -> None:
@@ -225,6 +243,7 @@ class JobResult:
     final_from: str = "last epoch"  # whose weights final.keras holds: "epoch 3", "linear probe"
     wise_ft: dict[str, Any] | None = None  # the WiSE-FT alpha (and the sweep's accuracies)
     domain: dict[str, Any] | None = None  # similar or not, measured or given, and why
+    chosen: dict[str, str] = field(default_factory=dict)  # taken from the data, and why
 
 
 def parse_sizes(text: str) -> list[int]:

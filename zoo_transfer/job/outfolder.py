@@ -57,7 +57,8 @@ def prepare_out(
             )
         before = JobConfig.from_json(json.loads(saved.read_text()))
         mine, theirs = config.to_json(), before.to_json()
-        differ = [k for k in mine if k != "epochs" and mine[k] != theirs[k]]
+        # epochs may grow; `chosen` only says why the first run chose what it did
+        differ = [k for k in mine if k not in ("epochs", "chosen") and mine[k] != theirs[k]]
         if differ:
             pairs = ", ".join(f"{k} ({theirs[k]!r} -> {mine[k]!r})" for k in differ)
             raise OutputFolderError(

@@ -105,6 +105,58 @@ def _split_evenly(splits: Any, devices: int, verbose: int) -> None:
         )
 
 
+def _as_before(config: JobConfig, out: Path) -> JobConfig:
+    """A resumed run keeps what its first run chose from the data (epochs, image size),
+    unless the options say otherwise; `prepare_out` then compares the rest."""
+    import dataclasses
+
+    saved = out / "config.json"
+    if not saved.is_file():
+        return config  # prepare_out says there is nothing to resume
+    before = JobConfig.from_json(json.loads(saved.read_text()))
+    keep: dict[str, Any] = {}
+    if config.epochs is None:
+        keep["epochs"] = before.epochs
+    if config.image_size is None and not config.progressive:
+        keep["image_size"] = before.image_size
+    if keep:
+        chosen = {k: v for k, v in before.chosen.items() if k in keep}
+        keep["chosen"] = {**config.chosen, **chosen}
+    return dataclasses.replace(config, **keep)
+
+
+def _side_from_data(config: JobConfig, native: int | None, verbose: int) -> JobConfig:
+    """The training side from the images' own size, for a folder (`data_defaults`)."""
+    import dataclasses
+
+    from zoo_transfer.folders import typical_side
+    from zoo_transfer.recipes import data_defaults
+
+    data = config.data
+    if data == EMBEDDED_DATA or not isinstance(data, str) or not os.path.isdir(data):
+        return config  # the embedded digits, tfds: the card's size
+    chosen = data_defaults(1, image_side=typical_side(data), model_side=native)
+    side, why = chosen.image_size, chosen.reasons["image_size"]
+    if verbose:
+        print(f"image size: {why}")
+    return dataclasses.replace(config, image_size=side, chosen={**config.chosen, "image_size": why})
+
+
+def _epochs_from_data(config: JobConfig, num_train: int, verbose: int) -> JobConfig:
+    """The number of epochs from the number of training images (`data_defaults`)."""
+    import dataclasses
+
+    from zoo_transfer.recipes import data_defaults
+
+    chosen = data_defaults(num_train)
+    why = chosen.reasons["epochs"]
+    if verbose:
+        print(f"epochs: {why}")
+    return dataclasses.replace(
+        config, epochs=chosen.epochs, chosen={**config.chosen, "epochs": why}
+    )
+
+
 def _recipe_name(config: JobConfig, num_train: int) -> str:
     """The recipe to run: `auto` is LP-FT, whatever the data's size (see `recipes.lp_ft`)."""
     return "lp_ft" if config.recipe == "auto" else config.recipe.replace("-", "_")
@@ -255,11 +307,15 @@ def _run(
     from zoo_transfer.saving import best_model_checkpoint, save_for_inference
 
     chief = _is_chief()
+    if resume:
+        config = _as_before(config, out)
     if chief:  # other workers of a multi-worker run write to a scratch folder only
         prepare_out(out, config, resume=resume, overwrite=overwrite, dry=True)
         _lock(out)
     card = get_card(config.model)
     native = card.input_size[0] if card.input_size else None
+    if config.image_size is None and not config.progressive and not resume:
+        config = _side_from_data(config, native, verbose)
     sizes = config.progressive or [config.image_size or native or DEFAULT_SIDE]
     minimum = card.min_input_size[0] if card.min_input_size else 1
     small = [s for s in sizes if s < minimum]
@@ -298,6 +354,8 @@ def _run(
         raise BuildArgumentError(
             f"{config.data} has {len(class_names)} class; transfer learning needs at least 2."
         )
+    if config.epochs is None:
+        config = _epochs_from_data(config, splits.num_train, verbose)
 
     # the data loaded and matches: only now may an earlier run be replaced
     if chief:
@@ -467,7 +525,7 @@ def _run(
         shutil.rmtree(work, ignore_errors=True)
     return JobResult(
         out, history, class_names, val_accuracy, list(splits.skipped), events, model,
-        _fingerprint(model), cached, probe, final_from, wise, domain,
+        _fingerprint(model), cached, probe, final_from, wise, domain, dict(config.chosen),
     )  # fmt: skip
 
 
