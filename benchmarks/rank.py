@@ -4,7 +4,7 @@ For each task (`_tasks.py`: fashion, digits, digits59) every candidate the machi
 real weights for offline, and a random-weight copy of each as a control, is
 
 1. ranked by `zoo_transfer.rank.rank` on the task's training images (one forward pass
-   each, LogME), and
+   each, LogME on the default head's features; also on the trunk's, for comparison), and
 2. fine-tuned with `zoo-transfer train` defaults (LP-FT) from the shell, then scored on
    the task's test images (`zoo-transfer evaluate`).
 
@@ -78,14 +78,14 @@ def _shell(*args: str) -> str:
     return proc.stdout
 
 
-def logme_scores(task, size: int) -> dict[tuple[str, str], float]:
+def logme_scores(task, size: int, features: str = "head") -> dict[tuple[str, str], float]:
     from zoo_transfer.rank import rank
 
     scores = {}
     for name, weights in candidates():
         result = rank(
             str(task.train), [name], weights=None if weights == "none" else weights,
-            image_size=size, progress=False,
+            image_size=size, progress=False, features=features,
         )  # fmt: skip
         row = result.rows[0]
         if row.error:
@@ -117,6 +117,7 @@ def main() -> None:
         begin = time.perf_counter()
         scores = logme_scores(task, args.size)
         rank_seconds = time.perf_counter() - begin
+        trunk = logme_scores(task, args.size, features="trunk")
         accuracy = {}
         begin = time.perf_counter()
         for key in scores:
@@ -126,11 +127,15 @@ def main() -> None:
         keys = sorted(scores, key=lambda k: -scores[k])
         print(f"\n{name} ({args.size} px): rank {rank_seconds:.0f} s, fine-tuning "
               f"{train_seconds:.0f} s")  # fmt: skip
-        print(f"  {'model':<24} {'weights':<8} {'LogME':>8} {'test acc':>9}")
+        print(f"  {'model':<24} {'weights':<8} {'LogME':>8} {'(trunk)':>8} {'test acc':>9}")
         for key in keys:
             kind = "random" if key[1] == "none" else "real"
-            print(f"  {key[0]:<24} {kind:<8} {scores[key]:>8.4f} {accuracy[key]:>9.4f}")
+            print(f"  {key[0]:<24} {kind:<8} {scores[key]:>8.4f} {trunk[key]:>8.4f} "
+                  f"{accuracy[key]:>9.4f}")  # fmt: skip
         rho = spearman([scores[k] for k in keys], [accuracy[k] for k in keys])
+        rho_trunk = spearman([trunk[k] for k in keys], [accuracy[k] for k in keys])
+        print(f"  Spearman of LogME on the trunk's pooled features (features='trunk'): "
+              f"{rho_trunk:.3f}")  # fmt: skip
         real = [scores[k] for k in keys if k[1] != "none"]
         controls = [scores[k] for k in keys if k[1] == "none"]
         below = max(controls) < min(real)

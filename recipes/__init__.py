@@ -11,6 +11,7 @@ from ._build import SOURCE_HEAD, build, feature_extractor, normalization_layer
 from ._data_rule import FINE_TUNE_FROM, DataDefaults, data_defaults
 from ._keras_apps import constructor, instantiate, resolve_tap
 from ._situations import (
+    LP_FT_HEAD,
     RECIPES,
     SMALL_DATASET,
     Plan,
@@ -28,6 +29,7 @@ from ._weights import imagenet_weights_file
 
 __all__ = [
     "FINE_TUNE_FROM",
+    "LP_FT_HEAD",
     "SMALL_DATASET",
     "RECIPES",
     "SOURCE_HEAD",

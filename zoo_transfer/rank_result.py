@@ -28,7 +28,9 @@ class RankRow:
     Args:
         model: the card's name (`arch.tag`).
         weights: `"imagenet"`, a weights file's path, or `"random"` (a control).
-        logme: LogME of the trunk's pooled features (higher is better), or None on error.
+        logme: LogME of the pooled features (higher is better), or None on error.
+        features: what LogME scored: `"head"` (the default head's input: the last three
+            stages, average and max pooled) or `"trunk"` (the feature layer's average).
         leep: LEEP of the source head's probabilities, or None without a source head
             (random weights, weights without the classifier).
         seconds: the time it took: build, forward pass and scores.
@@ -51,6 +53,7 @@ class RankRow:
     image_size: int | None = None
     stage_accuracy: dict[str, float] | None = None
     error: str | None = None
+    features: str = "trunk"
 
     @property
     def label(self) -> str:
@@ -90,7 +93,7 @@ class RankResult:
 
         Each row: `{"rank"` (1 = best; None for a failed model), `"model", "weights",
         "logme", "leep", "seconds", "feature_size", "n_images", "image_size",
-        "stage_accuracy", "error"}`; missing values are None.
+        "stage_accuracy", "error", "features"}`; missing values are None.
         """
         models = []
         for i, row in enumerate(self.rows, start=1):
@@ -119,7 +122,7 @@ class RankResult:
                     row.label,
                     _num(row.logme, 4),
                     _num(row.leep, 4),
-                    str(row.feature_size),
+                    f"{row.feature_size} {row.features}",
                     str(row.image_size),
                     f"{row.seconds:.1f}",
                 ]
@@ -127,7 +130,8 @@ class RankResult:
         text = _columns(head, lines)
         text += (
             f"\n{self.n_images} images, {len(self.class_names)} classes; LogME and LEEP: "
-            "higher is better"
+            "higher is better; FEATURES: how many LogME scored, and which (head: what "
+            "train's default head reads; trunk: the feature layer's average)"
         )
         for row in self.failed:
             text += f"\nnot ranked: {row.error}"

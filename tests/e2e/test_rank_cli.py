@@ -64,10 +64,12 @@ def test_json_keys_stages_and_plot(ranked):
     for row in data["models"][:2]:
         assert set(row) == {
             "rank", "model", "weights", "logme", "leep", "seconds", "feature_size",
-            "n_images", "image_size", "stage_accuracy", "error",
+            "n_images", "image_size", "stage_accuracy", "error", "features",
         }  # fmt: skip
         assert list(row["stage_accuracy"]) == ["stem", "stage1", "stage2", "stage3"]
         assert all(0 <= a <= 1 for a in row["stage_accuracy"].values())
-        assert row["n_images"] == 60 and row["image_size"] == 32 and row["feature_size"] == 64
+        assert row["n_images"] == 60 and row["image_size"] == 32
+        # what the default head reads: stage1, stage2 and stage3 (16, 32, 64), avg and max
+        assert (row["features"], row["feature_size"]) == ("head", 2 * (16 + 32 + 64))
     assert data["models"][0]["leep"] < 0 and data["models"][1]["leep"] is None
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -72,6 +72,40 @@ def test_weights_without_the_classifier_give_logme_but_no_leep(digits, tmp_path,
     assert row.weights == str(path)
 
 
+def _head_input(digits, **head):
+    """What the new head of `build(..., **head)` reads, computed by Keras, by hand."""
+    import keras
+
+    import zoo_transfer
+
+    x, _ = digits
+    model = zoo_transfer.build("digitnet", 5, input_shape=(32, 32, 3), **head)
+    dense = model.layers[-1]
+    reads = keras.Model(model.input, dense.input)
+    return np.asarray(reads.predict(np.asarray(x, "float32"), verbose=0))
+
+
+def test_logme_scores_what_the_default_head_reads_or_the_trunk(digits, plain):
+    """`features="head"` (the default) scores the features `train`'s default head fits
+    its probe on (three stages, average and max pooled, joined as `head_concat` joins
+    them); `"trunk"` the feature layer's average pool. Each equals LogME on the tensors
+    Keras feeds those heads."""
+    from zoo_transfer.recipes import LP_FT_HEAD
+    from zoo_transfer.transferability import logme
+
+    _, y = digits
+    head = _head_input(digits, **LP_FT_HEAD)
+    assert plain.features == "head" and plain.feature_size == head.shape[1]
+    assert plain.logme == pytest.approx(logme(head, y), rel=1e-5)
+    (trunk,) = rank(digits, "digitnet", features="trunk", progress=False).rows
+    pooled = _head_input(digits)
+    assert trunk.features == "trunk" and trunk.feature_size == pooled.shape[1] < head.shape[1]
+    assert trunk.logme == pytest.approx(logme(pooled, y), rel=1e-5)
+    assert "head" in rank(digits, "digitnet", progress=False).to_table()
+    with pytest.raises(ArgumentError, match="features to be one of head, trunk"):
+        rank(digits, "digitnet", features="stage3", progress=False)
+
+
 def test_a_splits_is_scored_whole_and_keeps_its_size(digits, plain):
     x, y = digits
     splits = load((x, y), image_size=32, validation_split=0.25, augment="light")

@@ -81,6 +81,14 @@ def parse_weights(pairs: tuple[str, ...]) -> dict[str, Any]:
     help="Rank a random-weight copy of each model beside it: a model that does not beat "
     "its control has nothing to transfer.",
 )
+@click.option(
+    "--features",
+    type=click.Choice(["head", "trunk"]),
+    default="head",
+    show_default=True,
+    help="What LogME scores: head, the features train's default head reads (the last "
+    "three stages, average and max pooled); trunk, the feature layer's average pool.",
+)
 @click.option("--format", "fmt", type=FORMAT, default="table", show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress line on stderr.")
 def rank_cmd(
@@ -92,6 +100,7 @@ def rank_cmd(
     stages: bool,
     plot: Path | None,
     controls: bool,
+    features: str,
     fmt: str,
     quiet: bool,
 ) -> None:
@@ -107,7 +116,7 @@ def rank_cmd(
 
     JSON output: {"source", "n_images", "classes", "models": [{"rank", "model", "weights",
     "logme", "leep", "seconds", "feature_size", "n_images", "image_size",
-    "stage_accuracy", "error"}]}, best first; "rank" and the scores are null for a model
+    "stage_accuracy", "error", "features"}]}, best first; "rank" and the scores are null for a model
     that could not be scored, and "error" says why.
     """
     if plot is not None and not stages:
@@ -128,7 +137,7 @@ def rank_cmd(
     try:
         result = rank(
             data, names, weights=given, image_size=image_size, batch_size=batch_size,
-            stages=stages, controls=controls, progress=not quiet,
+            stages=stages, controls=controls, progress=not quiet, features=features,
         )  # fmt: skip
         if plot is not None:
             result.plot_stages(plot)
