@@ -78,7 +78,9 @@ def test_random_mobilenets_rank_below_the_pretrained_one(mobilenet):
     assert [r.weights == RANDOM for r in result.rows] == [False, True]  # best first
     assert result.n_images == 10 * PER_CLASS
     assert all(r.n_images == 10 * PER_CLASS and r.image_size == 64 for r in result.rows)
-    assert result.rows[0].feature_size == 256  # conv_pw_13 of alpha 0.25, average-pooled
+    # what the default head reads: the last three stages of alpha 0.25 (64, 128 and 256
+    # channels), average- and max-pooled
+    assert result.rows[0].feature_size == 2 * (64 + 128 + 256)
 
 
 def test_random_digitnets_rank_below_the_pretrained_one(digitnet):

@@ -80,8 +80,7 @@ def _head_input(digits, **head):
 
     x, _ = digits
     model = zoo_transfer.build("digitnet", 5, input_shape=(32, 32, 3), **head)
-    dense = model.layers[-1]
-    reads = keras.Model(model.input, dense.input)
+    reads = keras.Model(model.input, model.get_layer("head_logits").input)
     return np.asarray(reads.predict(np.asarray(x, "float32"), verbose=0))
 
 
