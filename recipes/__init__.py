@@ -8,7 +8,7 @@ build, intercepted: what the card sweep and the card generator check).
 """
 
 from ._build import SOURCE_HEAD, build, feature_extractor, normalization_layer
-from ._data_rule import FINE_TUNE_FROM, DataDefaults, data_defaults
+from ._data_rule import FINE_TUNE_FROM, DataDefaults, data_defaults, epochs_for, side_for
 from ._keras_apps import constructor, instantiate, resolve_tap
 from ._situations import (
     LP_FT_HEAD,
@@ -39,6 +39,7 @@ __all__ = [
     "build",
     "constructor",
     "data_defaults",
+    "epochs_for",
     "feature_extractor",
     "imagenet_weights_file",
     "instantiate",
@@ -50,6 +51,7 @@ __all__ = [
     "normalization_layer",
     "read_tfjs_weights",
     "resolve_tap",
+    "side_for",
     "small_different",
     "small_similar",
     "suggest",

@@ -130,13 +130,12 @@ def _side_from_data(config: JobConfig, native: int | None, verbose: int) -> JobC
     import dataclasses
 
     from zoo_transfer.folders import typical_side
-    from zoo_transfer.recipes import data_defaults
+    from zoo_transfer.recipes import side_for
 
     data = config.data
     if data == EMBEDDED_DATA or not isinstance(data, str) or not os.path.isdir(data):
         return config  # the embedded digits, tfds: the card's size
-    chosen = data_defaults(1, image_side=typical_side(data), model_side=native)
-    side, why = chosen.image_size, chosen.reasons["image_size"]
+    side, why = side_for(typical_side(data), native)
     if verbose:
         print(f"image size: {why}")
     return dataclasses.replace(config, image_size=side, chosen={**config.chosen, "image_size": why})
@@ -146,15 +145,12 @@ def _epochs_from_data(config: JobConfig, num_train: int, verbose: int) -> JobCon
     """The number of epochs from the number of training images (`data_defaults`)."""
     import dataclasses
 
-    from zoo_transfer.recipes import data_defaults
+    from zoo_transfer.recipes import epochs_for
 
-    chosen = data_defaults(num_train)
-    why = chosen.reasons["epochs"]
+    epochs, why = epochs_for(num_train)
     if verbose:
         print(f"epochs: {why}")
-    return dataclasses.replace(
-        config, epochs=chosen.epochs, chosen={**config.chosen, "epochs": why}
-    )
+    return dataclasses.replace(config, epochs=epochs, chosen={**config.chosen, "epochs": why})
 
 
 def _recipe_name(config: JobConfig, num_train: int) -> str:
