@@ -85,8 +85,9 @@ def situation(
 
     # the probe sees the training images only: the validation images stay unseen
     train_only = dataclasses.replace(splits, val=None, val_images=None, num_val=0)
+    # only the accuracy by stage is read: LogME on the trunk's features, the cheaper one
     row = rank(train_only, [config.model], weights=weights, image_size=side, stages=True,
-               progress=False, seed=config.seed).rows[0]  # fmt: skip
+               progress=False, seed=config.seed, features="trunk").rows[0]  # fmt: skip
     if row.error or not row.stage_accuracy:
         return {
             "recipe": recipe,
