@@ -125,6 +125,10 @@ def backbone_model(
     Weights of the card's own architecture (ImageNet, `.weights.h5`) are copied by
     position between builds; external files (Keras 2 `.h5`, TF.js) by layer name.
     """
+    if card.zoo == "hub":
+        from ._hub import hub_backbone
+
+        return hub_backbone(card, weights=weights, input_shape=input_shape, include_top=include_top)
     kind = _weights_kind(weights)
     if kind == "none":
         return instantiate(

@@ -25,6 +25,7 @@ from ._weights import _match_variables, assign_by_name
 from .stages import ancestors
 
 POOLINGS = ("avg", "max", "avgmax", "flatten")
+TOKEN_POOLINGS = ("cls", "mean", "cls_mean", "avg", "max", "avgmax")
 BN_POLICIES = ("frozen", "train")
 
 
@@ -114,7 +115,8 @@ def normalization_layer(card: Card, name: str = "preprocess") -> Any:
 def pool_layer(pooling: str | None) -> Any:
     import keras
 
-    if pooling in ("avg", "avgmax"):  # avgmax: `assemble` adds the max pooling beside it
+    # avgmax: `assemble` adds the max pooling beside it; tokens: see `_pool_tokens`
+    if pooling in ("avg", "avgmax", "mean", "cls", "cls_mean"):
         return keras.layers.GlobalAveragePooling2D(name="head_pool")
     if pooling == "max":
         return keras.layers.GlobalMaxPooling2D(name="head_pool")
@@ -248,7 +250,7 @@ def assemble(
         card, include_top=keep_top, weights=weights, input_shape=input_shape, **kwargs
     )
     if keep_top:
-        backbone = keras.Model(full.input, full.output, name=card.arch)
+        backbone = keras.Model(_image_input(full), full.output, name=card.arch)
     else:
         ref = _cut_ref(card, cut)
         try:
@@ -260,7 +262,7 @@ def assemble(
         taps = []
         for stage in head_stages:
             taps.append(resolve_tap(full, _cut_ref(card, stage)))
-        backbone = keras.Model(full.input, [*taps, tap] if taps else tap, name=card.arch)
+        backbone = keras.Model(_image_input(full), [*taps, tap] if taps else tap, name=card.arch)
     backbone.zoo_card = card.name  # the variant; the layer name is the architecture's
     _freeze(backbone, card, trainable_from)
     if bn == "frozen":
@@ -278,6 +280,9 @@ def assemble(
         maps = list(x) if head_stages else [x]
         if len(maps[-1].shape) == 2 and head_layers[0].name in ("head_pool", "head_flatten"):
             head_layers = head_layers[1:]  # the cut is already pooled
+        elif card.tokens is not None and len(maps[-1].shape) == 3:
+            x = _pool_tokens(maps, [*head_stages, ""], card.tokens.prefix, pooling)
+            head_layers = head_layers[1:]
         elif head_stages or pooling == "avgmax":
             x = _pool_and_join(maps, [*head_stages, ""], head_layers[0], pooling)
             head_layers = head_layers[1:]
@@ -287,6 +292,13 @@ def assemble(
     if not keep_top:
         _head_from_export(model, backbone, weights)
     return model
+
+
+def _image_input(model: Any) -> Any:
+    """The model's one image input (keras-hub backbones name it in a dict)."""
+    import keras
+
+    return keras.tree.flatten(model.input)[0]
 
 
 def _head_from_export(model: Any, backbone: Any, weights: Any) -> None:
@@ -315,6 +327,43 @@ def _head_from_export(model: Any, backbone: Any, weights: Any) -> None:
         assign_by_name(head, named, source=f"TF.js folder {folder}")
 
 
+def _pool_tokens(maps: list[Any], stages: list[str], prefix: int, pooling: str) -> Any:
+    """Each token map `(batch, prefix + patches, D)` pooled to a vector, all joined.
+
+    `cls`: the first token; `mean`/`avg`: the mean of the patch tokens; `max`: their
+    maximum; `avgmax`: both; `cls_mean`: the class token and the patch mean (DINOv2's
+    linear-probe features). Core layers only (`Cropping1D`, `Flatten`, global pooling),
+    so the saved model needs no custom class; layer names start with `head_`.
+    """
+    import keras
+
+    if pooling not in TOKEN_POOLINGS:
+        raise BuildArgumentError(
+            f"Expected `pooling` in {TOKEN_POOLINGS} for a transformer. Received: "
+            f"pooling={pooling!r}"
+        )
+    pooled = []
+    for stage, tokens in zip(stages, maps, strict=True):
+        suffix = f"_{stage}" if stage else ""
+        count = int(tokens.shape[1])
+        if pooling in ("cls", "cls_mean"):
+            first = keras.layers.Cropping1D((0, count - 1), name=f"head_cls_token{suffix}")(tokens)
+            pooled.append(keras.layers.Flatten(name=f"head_cls{suffix}")(first))
+        if pooling != "cls":
+            patches = keras.layers.Cropping1D((prefix, 0), name=f"head_patches{suffix}")(tokens)
+            if pooling != "max":
+                pooled.append(
+                    keras.layers.GlobalAveragePooling1D(name=f"head_pool{suffix}")(patches)
+                )
+            if pooling in ("max", "avgmax"):
+                pooled.append(
+                    keras.layers.GlobalMaxPooling1D(name=f"head_maxpool{suffix}")(patches)
+                )
+    if len(pooled) == 1:
+        return pooled[0]
+    return keras.layers.Concatenate(name="head_concat")(pooled)
+
+
 def _pool_and_join(maps: list[Any], stages: list[str], pool: Any, pooling: str) -> Any:
     """Each feature map pooled (average, max, or both for `avgmax`), all concatenated.
 
@@ -341,7 +390,7 @@ def build(
     trainable_from: str | int | None = None,
     head: Sequence[int] = (),
     dropout: float = 0.0,
-    pooling: str = "avg",
+    pooling: str | None = None,
     weights: Any = "imagenet",
     input_shape: tuple[int | None, int | None, int] | None = None,
     include_preprocessing: bool = True,
@@ -362,9 +411,11 @@ def build(
             name) leaves it and everything after trainable (BatchNorm: see `bn`).
         head: widths of hidden `Dense` layers between pooling and the classifier.
         dropout: dropout rate before the classifier.
-        pooling: `"avg"`, `"max"`, `"avgmax"` (average and max pooling side by side:
-            +1 point for a probe on two of three tasks of the defaults sweep) or
-            `"flatten"`.
+        pooling: `"avg"` (the default for CNNs), `"max"`, `"avgmax"` (average and max
+            pooling side by side: +1 point for a probe on two of three tasks of the
+            defaults sweep) or `"flatten"`. A transformer card (keras-hub) pools its
+            tokens: `"cls"` (class token), `"mean"`/`"avg"` (patch tokens), `"max"`,
+            `"avgmax"`, or `"cls_mean"`; its default is the card's `tokens.pool`.
         weights: `"imagenet"` (Keras' cache, hash checked), a `.h5`/`.weights.h5` file,
             a TensorFlow.js folder, or `None`.
         input_shape: `(H, W, 3)`; defaults to the card's size; `(None, None, 3)` takes
@@ -392,6 +443,13 @@ def build(
     card = get_card(name)
     num_classes = _check_num_classes(num_classes)
     shape = _check_input_shape(card, input_shape)
+    if pooling is None:
+        pooling = card.tokens.pool if card.tokens is not None else "avg"
+    elif card.tokens is None and pooling in ("cls", "mean", "cls_mean"):
+        raise BuildArgumentError(
+            f"pooling={pooling!r} pools a transformer's tokens, and {card.name} is a CNN. "
+            f"Use one of {POOLINGS}."
+        )
     if num_classes is None:
         if cut is not None:
             raise BuildArgumentError(
@@ -439,7 +497,7 @@ def _head_stages(
         raise BuildArgumentError(
             "head_stages needs a new head: pass num_classes=N, or keep head_stages=1."
         )
-    if pooling not in ("avg", "max", "avgmax"):
+    if pooling not in ("avg", "max", "avgmax") and card.tokens is None:
         raise BuildArgumentError(
             f"head_stages pools every stage: use pooling='avg', 'max' or 'avgmax'. Received: "
             f"pooling={pooling!r}"
@@ -521,7 +579,7 @@ def feature_extractor(
     if source_head:
         keys.append(SOURCE_HEAD)
         taps.append(full.output)
-    backbone = keras.Model(full.input, taps, name=card.arch)
+    backbone = keras.Model(_image_input(full), taps, name=card.arch)
     backbone.zoo_card = card.name
     backbone.trainable = trainable
     inputs = keras.Input(shape=shape, name="image")

@@ -88,19 +88,33 @@ def resolve_tap(model: Any, ref: str) -> Any:
     """The symbolic tensor that the layer reference `ref` names in `model`.
 
     `ref` is a layer name, or `"name+N"`: the output reached by following the single
-    consumer of layer `name` N times (for outputs of auto-named layers or bare ops).
+    consumer of layer `name` N times (for outputs of auto-named layers or bare ops), or
+    `"name:K"`: the K-th (flattened) output of a layer with several outputs.
     Raises `LayerReferenceError` (a `ValueError`) naming the reference when it does not
     resolve.
     """
+    import keras
+
     m = LAYER_REF_RE.match(ref)
     if not m:
         raise LayerReferenceError(f"Bad layer reference {ref!r}: expected 'name' or 'name+N'.")
     try:
-        tensor = model.get_layer(m.group("name")).output
+        layer = model.get_layer(m.group("name"))
     except ValueError:
         raise LayerReferenceError(
             f"Layer {m.group('name')!r} (from reference {ref!r}) is not in model {model.name!r}."
         ) from None
+    if m.group("index") is None:
+        tensor = layer.output
+    else:
+        outputs = keras.tree.flatten(layer._inbound_nodes[0].outputs)
+        index = int(m.group("index"))
+        if index >= len(outputs):
+            raise LayerReferenceError(
+                f"Reference {ref!r}: layer {layer.name!r} has {len(outputs)} outputs, "
+                f"so there is no output {index}."
+            )
+        tensor = outputs[index]
     for hop in range(int(m.group("hops") or 0)):
         nodes = _consumers(model, tensor)
         if len(nodes) != 1:

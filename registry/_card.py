@@ -8,7 +8,9 @@ a bad field raises `CardValidationError` naming the file, the card and the field
 Layer references (`Stage.layer`, `Card.feature_layer`) are Keras layer names the
 constructor sets explicitly, so they resolve in any process. Where the tensor wanted
 is the output of an auto-named layer (`activation_17`) or of a bare op, the reference
-is written `"named_layer+N"`: follow the single consumer of `named_layer` N times.
+is written `"named_layer+N"`: follow the single consumer of `named_layer` N times. An
+output of a layer with several outputs (keras-hub's transformer encoders return every
+block's tokens) is `"named_layer:K"`, the K-th of its flattened outputs.
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ from zoo_transfer.errors import CardValidationError, UnknownStageError
 
 ARCH_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 TAG_RE = re.compile(r"^[a-z0-9][a-z0-9_]*$")
-LAYER_REF_RE = re.compile(r"^(?P<name>[^+\s]+)(\+(?P<hops>[1-9][0-9]*))?$")
-STAGE_NAME_RE = re.compile(r"^(stem|stage[1-9])$")
-MODES = ("caffe", "tf", "torch", "builtin")
+LAYER_REF_RE = re.compile(r"^(?P<name>[^+:\s]+)(:(?P<index>[0-9]+))?(\+(?P<hops>[1-9][0-9]*))?$")
+STAGE_NAME_RE = re.compile(r"^(stem|stage[1-9]|block[1-9][0-9]?)$")
+MODES = ("caffe", "tf", "torch", "builtin", "converter")
+TOKEN_POOLS = ("cls", "mean", "cls_mean")
 CHANNEL_ORDERS = ("RGB", "BGR")
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "area", "lanczos3")
 
@@ -37,7 +40,9 @@ class Preprocessing:
 
     The normalisation is `y[c] = (x[order[c]] * scale - mean[c]) / std[c]`, with
     `mean`/`std` given in the network's channel order. Mode `builtin` means the
-    network applies it itself (its first layers), so callers pass raw 0-255 RGB.
+    network applies it itself (its first layers), so callers pass raw 0-255 RGB. Mode
+    `converter` is a keras-hub preset's `ImageConverter` (`y = x * s[c] + o[c]` on RGB
+    0-255), written here with `scale=1`, `std = 1/s` and `mean = -o/s`.
     """
 
     mode: str
@@ -90,7 +95,10 @@ class Stage:
 
     `stride` is the output stride (input size / feature size, rounded to a power of
     two for networks with valid padding); `shape` is (H, W, C) at the card's input
-    size. `stageK` always has stride 2**(K+1); `stem` is the earliest tap.
+    size. `stageK` always has stride 2**(K+1); `stem` is the earliest tap. A transformer
+    card's stages are its blocks, `block1`..`blockN`, all at the patch size's stride;
+    their `shape` is the patch grid and width (H/patch, W/patch, D), and the tensor is
+    `(batch, prefix + H/patch * W/patch, D)` with the card's `tokens.prefix` tokens first.
     """
 
     name: str
@@ -101,6 +109,20 @@ class Stage:
     @property
     def channels(self) -> int:
         return self.shape[2]
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """How a transformer's stage outputs are laid out and pooled into one vector.
+
+    `prefix` tokens (class, distillation, register tokens) come before the patch
+    tokens; `pool` is how the pretrained model summarises an image: `cls` (the first
+    token), `mean` (the mean of the patch tokens) or `cls_mean` (both, concatenated:
+    DINOv2's linear-probe features).
+    """
+
+    prefix: int
+    pool: str
 
 
 @dataclass(frozen=True)
@@ -159,16 +181,23 @@ class Card:
     license: str
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     aliases: tuple[str, ...] = ()
-    num_classes: int = 1000
+    num_classes: int = 1000  # 0: no pretrained classifier (a keras-hub backbone)
     weights_top: WeightsFile | None = None
     weights_no_top: WeightsFile | None = None
     top1: float | None = None
     top5: float | None = None
     accuracy_source: str | None = None
+    preset: str | None = None
+    tokens: Tokens | None = None
 
     @property
     def name(self) -> str:
         return f"{self.arch}.{self.tag}"
+
+    @property
+    def zoo(self) -> str:
+        """Where the model comes from: `hub` (a keras-hub preset) or `applications`."""
+        return "hub" if self.preset else "applications"
 
     def __hash__(self) -> int:  # kwargs is a dict, so hash by the unique name
         return hash(self.name)
@@ -222,6 +251,8 @@ _FIELDS_OPTIONAL = (
     "top5",
     "accuracy_source",
     "name",
+    "preset",
+    "tokens",
 )
 
 
@@ -373,17 +404,30 @@ def _stages(c: _Checker, d: Mapping) -> tuple[Stage, ...]:
         name = sub.str_(s, "name", pattern=STAGE_NAME_RE)
         layer = _check_layer_ref(sub, "layer", s.get("layer"))
         stride = sub.int_(s, "stride", minimum=1)
-        if stride & (stride - 1):
+        if stride & (stride - 1) and not _token_stages(raw):  # a patch may be 14 px
             sub.fail("stride", f"expected a power of two, got {stride}")
-        if name != "stem" and stride != 2 ** (int(name[5:]) + 1):
+        if name.startswith("stage") and stride != 2 ** (int(name[5:]) + 1):
             sub.fail("stride", f"{name} must have stride {2 ** (int(name[5:]) + 1)}, got {stride}")
+        if name.startswith("block") and stages and stride != stages[-1].stride:
+            sub.fail("stride", f"blocks share the patch stride {stages[-1].stride}, got {stride}")
         shape = sub.triple(s, "shape", kind=int, positive=True)
         if stages and (stride < stages[-1].stride or name in {x.name for x in stages}):
             sub.fail("name", f"stage {name!r} is out of order or repeated")
+        kinds = {x.name.rstrip("0123456789") for x in stages if x.name != "stem"}
+        if name != "stem" and kinds and name.rstrip("0123456789") not in kinds:
+            sub.fail("name", f"{name!r}: a card's stages are all stageK or all blockK")
+        if name.startswith("block") and stages and stages[-1].name.startswith("block"):
+            if int(name[5:]) <= int(stages[-1].name[5:]):
+                sub.fail("name", f"stage {name!r} is out of order or repeated")
         if name == "stem" and stages:
             sub.fail("name", "'stem' must be the first stage")
         stages.append(Stage(name=name, layer=layer, stride=stride, shape=shape))
     return tuple(stages)
+
+
+def _token_stages(raw: Sequence[Any]) -> bool:
+    """Whether the stages are a transformer's blocks (`blockK`)."""
+    return any(isinstance(s, Mapping) and str(s.get("name", "")).startswith("block") for s in raw)
 
 
 def _weights(c: _Checker, d: Mapping, key: str) -> WeightsFile | None:
@@ -401,6 +445,22 @@ def _weights(c: _Checker, d: Mapping, key: str) -> WeightsFile | None:
         url=url,
         hash=h,
         cache_subdir=sub.str_(w, "cache_subdir", optional=True) or "models",
+    )
+
+
+def _tokens(c: _Checker, d: Mapping, stages: tuple[Stage, ...]) -> Tokens | None:
+    t = c.mapping(d, "tokens", optional=True)
+    blocks = any(s.name.startswith("block") for s in stages)
+    if t is None:
+        if blocks:
+            c.fail("tokens", "is missing: a card whose stages are blocks says how they pool")
+        return None
+    sub = c.nested("tokens")
+    unknown = set(t) - {"prefix", "pool"}
+    if unknown:
+        sub.fail(sorted(unknown)[0], "unknown field")
+    return Tokens(
+        prefix=sub.int_(t, "prefix", minimum=0), pool=sub.str_(t, "pool", choices=TOKEN_POOLS)
     )
 
 
@@ -504,7 +564,7 @@ def card_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> Card:
         stages=stages,
         feature_layer=feature_layer,
         head_layers=tuple(head),
-        num_classes=c.int_(data, "num_classes", minimum=1, optional=True, default=1000),
+        num_classes=c.int_(data, "num_classes", minimum=0, optional=True, default=1000),
         params=params,
         params_no_top=params_no_top,
         weights_top=_weights(c, data, "weights_top"),
@@ -513,4 +573,6 @@ def card_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> Card:
         top1=top1,
         top5=top5,
         accuracy_source=c.str_(data, "accuracy_source", optional=True),
+        preset=c.str_(data, "preset", optional=True),
+        tokens=_tokens(c, data, stages),
     )

@@ -102,15 +102,26 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: item.get_closest_marker("early") is None)
 
 
-def pytest_generate_tests(metafunc):
-    if "card_name" in metafunc.fixturenames:
-        from zoo_transfer.registry import REGISTRY
+# The keras-hub cards' fast subset: one per family (the smallest).
+FAST_HUB_SWEEP = ("dinov2_small", "vit_base_patch16_224", "deit_tiny", "hub_resnet18")
 
-        if metafunc.config.getoption("--sweep") == "full":
-            names = REGISTRY.names()
+
+def pytest_generate_tests(metafunc):
+    from zoo_transfer.registry import REGISTRY
+
+    full = metafunc.config.getoption("--sweep") == "full"
+    if "card_name" in metafunc.fixturenames:  # keras.applications (and the package's own)
+        if full:
+            names = [n for n in REGISTRY.names() if REGISTRY.get(n).zoo == "applications"]
         else:
             names = [REGISTRY.resolve(n) for n in FAST_SWEEP]
         metafunc.parametrize("card_name", names)
+    if "hub_card_name" in metafunc.fixturenames:  # keras-hub presets
+        if full:
+            names = [n for n in REGISTRY.names() if REGISTRY.get(n).zoo == "hub"]
+        else:
+            names = [REGISTRY.resolve(n) for n in FAST_HUB_SWEEP]
+        metafunc.parametrize("hub_card_name", names)
 
 
 def shared_data_dir() -> Path | None:

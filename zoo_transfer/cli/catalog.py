@@ -34,6 +34,7 @@ def _summary(card: Card) -> dict[str, Any]:
         "arch": card.arch,
         "tag": card.tag,
         "family": card.family,
+        "zoo": card.zoo,
         "constructor": card.constructor,
         "input_size": list(card.input_size),
         "params": card.params,
@@ -61,22 +62,39 @@ def _qualified(constructor: str) -> str:
     show_default=True,
     help="table for people, json for scripts.",
 )
-def list_cmd(pattern: str | None, family: str | None, fmt: str) -> None:
+@click.option(
+    "--zoo",
+    type=click.Choice(["all", "applications", "hub"]),
+    default="all",
+    show_default=True,
+    help="applications: keras.applications (and the package's own); hub: keras-hub presets "
+    '(build them after `pip install "zoo-transfer[hub]"`).',
+)
+def list_cmd(pattern: str | None, family: str | None, fmt: str, zoo: str) -> None:
     """List registered models, optionally matching PATTERN (e.g. 'resnet*')."""
     try:
         cards = [REGISTRY.get(n) for n in REGISTRY.names(pattern, family)]
     except ZooTransferError as exc:
         _fail(str(exc), 1)
+    cards = [c for c in cards if zoo in ("all", c.zoo)]
     if fmt == "json":
         click.echo(json.dumps([_summary(c) for c in cards], indent=2))
         return
     if not cards:
         known = ", ".join(REGISTRY.families())
-        _fail(f"no model matches pattern={pattern!r} family={family!r}. Families: {known}", 1)
-    click.echo(f"{'NAME':<34}{'FAMILY':<21}{'INPUT':>9}{'PARAMS':>9}{'TOP-1':>7}")
+        _fail(
+            f"no model matches pattern={pattern!r} family={family!r} zoo={zoo!r}. "
+            f"Families: {known}",
+            1,
+        )
+    width = max(34, *(len(c.name) + 2 for c in cards))
+    click.echo(f"{'NAME':<{width}}{'ZOO':<6}{'FAMILY':<21}{'INPUT':>9}{'PARAMS':>9}{'TOP-1':>7}")
     for c in cards:
         size = f"{c.input_size[0]}x{c.input_size[1]}"
-        click.echo(f"{c.name:<34}{c.family:<21}{size:>9}{_millions(c.params):>9}{_pct(c.top1):>7}")
+        click.echo(
+            f"{c.name:<{width}}{'hub' if c.zoo == 'hub' else 'keras':<6}{c.family:<21}"
+            f"{size:>9}{_millions(c.params):>9}{_pct(c.top1):>7}"
+        )
     click.echo(f"{len(cards)} models")
 
 
@@ -122,9 +140,16 @@ def info_cmd(name: str, fmt: str) -> None:
             if card.preprocess_module
             else "-",
         ),
+        ("zoo", "keras-hub preset " + card.preset if card.preset else "keras.applications"),
+        (
+            "tokens",
+            f"{card.tokens.prefix} before the patches, pooled by {card.tokens.pool}"
+            if card.tokens
+            else "-",
+        ),
         ("feature layer", card.feature_layer),
         ("head layers", ", ".join(card.head_layers) or "-"),
-        ("classes", str(card.num_classes)),
+        ("classes", str(card.num_classes) if card.num_classes else "- (no classifier)"),
         ("params", f"{card.params:,} ({card.params_no_top:,} without top)"),
         (
             "top-1 / top-5",

@@ -1,0 +1,231 @@
+"""A card from a keras-hub backbone: stages, shapes, normalisation and counts, measured.
+
+`hub_card_dict` reads a built backbone (random weights will do: only the structure is
+read) and its image converter; `scripts/make_hub_cards.py` writes the registry's hub
+cards with it, the tests check every hub card against it, and `card_from_preset` makes
+a card for any local preset folder (a user's own fine-tuned preset, say).
+
+Stages: a backbone with a feature pyramid (ResNet `P2`..`P5`) gives `stem` and
+`stageK` at stride 2**(K+1); a transformer gives `stem` (the patch embedding) and its
+blocks `block1`..`blockN` where keras-hub exposes each block's tokens (DINOv2), else the
+last block only (keras-hub's ViT and DeiT encoders run every block as one layer). The
+last stage is the backbone's output (after its final LayerNorm).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from zoo_transfer.errors import BuildArgumentError
+from zoo_transfer.registry import Card, card_from_dict
+
+from ._hub import TOKEN_POOL, is_preset_folder, keras_hub_module, read_preset_config
+
+
+def _tap_ref(model: Any, tensor: Any) -> str:
+    """The card's layer reference (`name` or `name:K`) for a tensor of `model`."""
+    import keras
+
+    op, node_index, _ = tensor._keras_history
+    outputs = keras.tree.flatten(op._inbound_nodes[node_index].outputs)
+    index = next(i for i, t in enumerate(outputs) if t is tensor)
+    return op.name if len(outputs) == 1 else f"{op.name}:{index}"
+
+
+def _pyramid(backbone: Any) -> dict[str, Any]:
+    return dict(getattr(backbone, "pyramid_outputs", None) or {})
+
+
+def _embedding_layer(backbone: Any) -> Any:
+    """The first layer after the image input (a transformer's patch embedding)."""
+    import keras
+
+    return next(x for x in backbone.layers if not isinstance(x, keras.layers.InputLayer))
+
+
+def stage_taps(backbone: Any) -> list[tuple[str, Any]]:
+    """`(stage name, tensor)` for each cut point of a keras-hub backbone, in order."""
+    output = backbone.output
+    pyramid = _pyramid(backbone)
+    if pyramid and all(re.fullmatch(r"P\d+", k) for k in pyramid):
+        taps = []
+        for key in sorted(pyramid, key=lambda k: int(k[1:])):
+            level = int(key[1:])
+            taps.append(("stem" if level == 1 else f"stage{level - 1}", pyramid[key]))
+        return taps
+    if len(output.shape) != 3:
+        raise BuildArgumentError(
+            f"{type(backbone).__name__} has neither a feature pyramid (P2..P5) nor token "
+            "outputs, so zoo-transfer cannot find its stages."
+        )
+    blocks = int(backbone.get_config().get("num_layers", 0))
+    taps = [("stem", _embedding_layer(backbone).output)]
+    if pyramid:  # DINOv2: stem, stage1..stageN = the embedding and each block's tokens
+        for key in sorted((k for k in pyramid if k != "stem"), key=lambda k: int(k[5:])):
+            taps.append((f"block{int(key[5:])}", pyramid[key]))
+    taps = [t for t in taps if t[0] != f"block{blocks}"]
+    taps.append((f"block{blocks}", output))  # the last block, after the final LayerNorm
+    return taps
+
+
+def converter_preprocessing(converter: dict[str, Any]) -> dict[str, Any]:
+    """The card's `preprocessing` for an image converter's `scale`, `offset` and
+    `interpolation` (`y = x * scale + offset` on RGB 0-255)."""
+
+    def per_channel(value: Any, default: float) -> list[float]:
+        if value is None:
+            return [default] * 3
+        if isinstance(value, (int, float)):
+            return [float(value)] * 3
+        return [float(v) for v in value]
+
+    scale = per_channel(converter.get("scale"), 1.0)
+    offset = per_channel(converter.get("offset"), 0.0)
+    return {
+        "mode": "converter",
+        "channel_order": "RGB",
+        "scale": 1.0,
+        "mean": [round(-o / s, 6) for o, s in zip(offset, scale, strict=True)],
+        "std": [round(1.0 / s, 6) for s in scale],
+        "interpolation": converter.get("interpolation") or "bilinear",
+        "crop_pct": 1.0,
+    }
+
+
+def hub_card_dict(
+    backbone: Any,
+    converter: dict[str, Any],
+    *,
+    arch: str,
+    tag: str,
+    preset: str,
+    license: str,
+    family: str | None = None,
+    aliases: tuple[str, ...] = (),
+    params: int | None = None,
+) -> dict[str, Any]:
+    """The card (a dict in the card schema) of a built keras-hub `backbone`.
+
+    `converter` is the preset's image converter config (`image_size`, `scale`,
+    `offset`, `interpolation`). `params` overrides the count read from `backbone`
+    (the generator passes keras-hub's own figure after checking they agree).
+    """
+    cls = type(backbone)
+    config = {k: v for k, v in backbone.get_config().items() if k not in ("name", "trainable")}
+    config.pop("dtype", None)
+    size = converter.get("image_size") or config.get("image_shape", (None, None))[:2]
+    height, width = int(size[0]), int(size[1])
+    measured = backbone
+    if None in tuple(keras_tensor_shape(backbone))[:2]:  # measure the shapes at the card's size
+        measured = cls(**{**config, "image_shape": (height, width, 3)})
+    stages = []
+    tokens = None
+    for name, tensor in stage_taps(measured):
+        shape = tuple(tensor.shape[1:])
+        if len(shape) == 3:  # a feature map (H, W, C)
+            stride = 1 << ((height // int(shape[0])).bit_length() - 1)  # valid padding rounds down
+            grid = (int(shape[0]), int(shape[1]), int(shape[2]))
+        else:  # tokens (T, D): the patch grid at the card's size
+            patch = config["patch_size"]
+            ph, pw = (patch, patch) if isinstance(patch, int) else (int(patch[0]), int(patch[1]))
+            grid = (height // ph, width // pw, int(shape[1]))
+            stride = ph
+            prefix = int(shape[0]) - grid[0] * grid[1]
+            tokens = {"prefix": prefix, "pool": TOKEN_POOL.get(cls.__name__, "cls")}
+        ref = _tap_ref(measured, tensor)
+        stages.append({"name": name, "layer": ref, "stride": stride, "shape": list(grid)})
+    if tokens is not None:
+        fixed = cls.__name__ not in ("DINOV2Backbone",)
+        smallest = [height, width, 3] if fixed else [stages[-1]["stride"]] * 2 + [3]
+    else:
+        smallest = [32, 32, 3]
+    count = int(params if params is not None else backbone.count_params())
+    card = {
+        "arch": arch,
+        "tag": tag,
+        "family": family or _family(cls.__name__),
+        "constructor": f"keras_hub.models:{cls.__name__}",
+        "preset": preset,
+        "kwargs": _jsonable(config),
+        "aliases": list(aliases),
+        "input_size": [height, width, 3],
+        "min_input_size": smallest,
+        "preprocessing": converter_preprocessing(converter),
+        "stages": stages,
+        "feature_layer": stages[-1]["layer"],
+        "head_layers": [],
+        "num_classes": 0,
+        "params": count,
+        "params_no_top": count,
+        "license": license,
+    }
+    if tokens is not None:
+        card["tokens"] = tokens
+    return card
+
+
+def keras_tensor_shape(model: Any) -> tuple:
+    """The (H, W, C) of a model's image input."""
+    import keras
+
+    return tuple(keras.tree.flatten(model.input)[0].shape[1:])
+
+
+def _family(class_name: str) -> str:
+    return "hub_" + re.sub(r"backbone$", "", class_name.lower())
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def card_from_preset(
+    folder: str | Path, name: str | None = None, *, license: str = "see the preset"
+) -> Card:
+    """A card for a local keras-hub preset folder, measured from the backbone it holds.
+
+    Register it to build from it: `zoo_transfer.register_model(card)`, then
+    `zoo_transfer.build(card.name, num_classes=5, weights=folder)`.
+
+    ```python
+    card = zoo_transfer.card_from_preset("presets/my_dinov2", name="my_dinov2.v1")
+    ```
+    """
+    import json
+
+    keras_hub = keras_hub_module()
+    path = Path(folder).resolve()
+    if not is_preset_folder(path):
+        raise BuildArgumentError(
+            f"{folder} is not a keras-hub preset folder: it has no config.json. Save one "
+            "with `backbone.save_to_preset(folder)`, or fetch one with `zoo-transfer fetch`."
+        )
+    class_name, config = read_preset_config(path)
+    cls = getattr(keras_hub.models, class_name, None)
+    if cls is None:
+        raise BuildArgumentError(f"{path} holds a {class_name}, which keras-hub does not have.")
+    backbone = cls(**config)
+    converter_file = path / "image_converter.json"
+    if not converter_file.is_file():
+        raise BuildArgumentError(
+            f"{path} has no image_converter.json, so its normalisation is unknown. Save "
+            "the preset's converter too (`converter.save_to_preset(folder)`, or the task's "
+            "`save_to_preset`, which saves both)."
+        )
+    converter = json.loads(converter_file.read_text(encoding="utf-8")).get("config", {})
+    arch, _, tag = (name or path.name.lower().replace("-", "_")).partition(".")
+    data = hub_card_dict(
+        backbone,
+        converter,
+        arch=re.sub(r"[^a-z0-9_]", "_", arch.lower()),
+        tag=tag or "local",
+        preset=str(path),
+        license=license,
+    )
+    return card_from_dict(data, source=str(path))

@@ -1,0 +1,188 @@
+"""Write the registry's keras-hub cards (`registry/cards/hub_*.json`) from installed keras-hub.
+
+For each preset below, the upstream configuration (the Hugging Face `config.json` or
+timm `pretrained_cfg` that keras-hub converted the preset from) goes through
+keras-hub's own converter (`keras_hub.src.utils.{transformers,timm}.convert_*`) to the
+backbone config; the backbone is built with random weights, its stages, shapes and
+parameter count are read (`zoo_transfer.recipes._hub_cards.hub_card_dict`), and the
+count must equal the one keras-hub publishes for the preset, which checks the config.
+The image converter's scale and offset are computed as keras-hub's conversion does
+(`scale = 1/255/std`, `offset = -mean/std`).
+
+On a connected machine, `--check-presets DIR` compares each card with the real preset's
+`config.json` and `image_converter.json` under DIR/<preset> (from `zoo-transfer fetch`).
+
+    python scripts/make_hub_cards.py            # writes registry/cards/hub_*.json
+    python scripts/make_hub_cards.py --check    # exits 1 when a card file is stale
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from pathlib import Path
+
+IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+HALF = [0.5, 0.5, 0.5]
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _dinov2(hidden: int, heads: int, registers: int = 0) -> dict:
+    """facebook/dinov2-* (and -with-registers-*) config.json on Hugging Face."""
+    return {
+        "model_type": "dinov2_with_registers" if registers else "dinov2",
+        "hidden_size": hidden,
+        "num_hidden_layers": 12,
+        "num_attention_heads": heads,
+        "mlp_ratio": 4,
+        "patch_size": 14,
+        "image_size": 518,
+        "layerscale_value": 1.0,
+        "use_swiglu_ffn": False,
+        "hidden_dropout_prob": 0.0,
+        "drop_path_rate": 0.0,
+        "num_register_tokens": registers,
+    }
+
+
+def _vit_hf(hidden: int, heads: int, mlp: int, *, deit: bool = False) -> dict:
+    """google/vit-* and facebook/deit-* config.json on Hugging Face (patch 16, 224 px)."""
+    return {
+        "image_size": 224,
+        "patch_size": 16,
+        "num_hidden_layers": 12,
+        "num_attention_heads": heads,
+        "hidden_size": hidden,
+        "intermediate_size": mlp,
+        "hidden_dropout_prob": 0.0,
+        "attention_probs_dropout_prob": 0.0,
+        "qkv_bias": True,
+        "layer_norm_eps": 1e-12 if deit else 1e-6,
+    }
+
+
+def _timm(architecture: str) -> dict:
+    """timm's pretrained_cfg for `<architecture>.a1_in1k` (the weights keras-hub ported)."""
+    return {"architecture": architecture}
+
+
+# preset -> (arch, tag, aliases, converter module, upstream config, converter facts, licence)
+PRESETS = {
+    "dinov2_small": ("dinov2_small", "lvd142m", (), "transformers.convert_dinov2",
+                     _dinov2(384, 6), (518, IMAGENET_MEAN, IMAGENET_STD, "bicubic"), "Apache-2.0"),
+    "dinov2_base": ("dinov2_base", "lvd142m", (), "transformers.convert_dinov2",
+                    _dinov2(768, 12), (518, IMAGENET_MEAN, IMAGENET_STD, "bicubic"), "Apache-2.0"),
+    "dinov2_with_registers_small": (
+        "dinov2_reg_small", "lvd142m", ("dinov2_with_registers_small",),
+        "transformers.convert_dinov2", _dinov2(384, 6, registers=4),
+        (518, IMAGENET_MEAN, IMAGENET_STD, "bicubic"), "Apache-2.0"),
+    "vit_base_patch16_224_imagenet": (
+        "vit_base_patch16_224", "imagenet", (), "transformers.convert_vit",
+        _vit_hf(768, 12, 3072), (224, HALF, HALF, "bilinear"), "Apache-2.0"),
+    "vit_base_patch16_224_imagenet21k": (
+        "vit_base_patch16_224", "imagenet21k", (), "transformers.convert_vit",
+        _vit_hf(768, 12, 3072), (224, HALF, HALF, "bilinear"), "Apache-2.0"),
+    "deit_tiny_distilled_patch16_224_imagenet": (
+        "deit_tiny_distilled_patch16_224", "imagenet", ("deit_tiny",), "transformers.convert_deit",
+        _vit_hf(192, 3, 768, deit=True), (224, IMAGENET_MEAN, IMAGENET_STD, "bicubic"),
+        "Apache-2.0"),
+    "deit_small_distilled_patch16_224_imagenet": (
+        "deit_small_distilled_patch16_224", "imagenet", ("deit_small",),
+        "transformers.convert_deit", _vit_hf(384, 6, 1536, deit=True),
+        (224, IMAGENET_MEAN, IMAGENET_STD, "bicubic"), "Apache-2.0"),
+    "resnet_18_imagenet": ("hub_resnet18", "imagenet", ("resnet_18_imagenet",),
+                           "timm.convert_resnet", _timm("resnet18"),
+                           (224, IMAGENET_MEAN, IMAGENET_STD, "bicubic"), "Apache-2.0"),
+    "resnet_50_imagenet": ("hub_resnet50", "imagenet", ("resnet_50_imagenet",),
+                           "timm.convert_resnet", _timm("resnet50"),
+                           (224, IMAGENET_MEAN, IMAGENET_STD, "bicubic"), "Apache-2.0"),
+}  # fmt: skip
+
+
+def converter_facts(size: int, mean: list, std: list, interpolation: str) -> dict:
+    """The image converter's config as keras-hub's conversion writes it."""
+    return {
+        "image_size": [size, size],
+        "scale": [1.0 / 255.0 / s for s in std],
+        "offset": [-m / s for m, s in zip(mean, std, strict=True)],
+        "interpolation": interpolation,
+    }
+
+
+def make_card(preset: str, backbone: object | None = None) -> dict:
+    """The card dict for `preset`, its parameter count checked against keras-hub's.
+
+    `backbone`: an already built backbone to read (the tests pass theirs); its config
+    must be the one keras-hub's converter makes from the upstream config.
+    """
+    import keras_hub
+
+    from zoo_transfer.recipes._hub_cards import hub_card_dict
+
+    arch, tag, aliases, module, upstream, facts, licence = PRESETS[preset]
+    converter = importlib.import_module(f"keras_hub.src.utils.{module}")
+    config = converter.convert_backbone_config(upstream)
+    if backbone is None:
+        backbone = converter.backbone_cls(**config)
+    else:
+        built = json.loads(json.dumps(backbone.get_config()))
+        for key, value in json.loads(json.dumps(config)).items():
+            if built.get(key) not in (value, [value, value]):  # (16, 16) is written 16
+                raise SystemExit(f"{preset}: the backbone given has {key}={built.get(key)!r}")
+    info = keras_hub.models.Backbone.presets[preset]
+    published = int(info["metadata"]["params"])
+    if backbone.count_params() != published:
+        raise SystemExit(
+            f"{preset}: the config gives {backbone.count_params():,} parameters, keras-hub "
+            f"publishes {published:,}. Fix the upstream config in PRESETS."
+        )
+    return hub_card_dict(
+        backbone,
+        converter_facts(*facts),
+        arch=arch,
+        tag=tag,
+        preset=info["kaggle_handle"],
+        license=licence,
+        aliases=aliases,
+    )
+
+
+def family_files() -> dict[str, dict]:
+    """`{file name: family file}` for every preset, grouped by family."""
+    import keras
+
+    files: dict[str, dict] = {}
+    for preset in PRESETS:
+        card = make_card(preset)
+        keras.backend.clear_session()
+        family = card.pop("family")
+        name = f"{family}.json"
+        files.setdefault(name, {"family": family, "cards": []})["cards"].append(card)
+    return files
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "registry" / "cards")
+    parser.add_argument("--check", action="store_true", help="compare, do not write")
+    args = parser.parse_args(argv)
+    stale = []
+    for name, data in family_files().items():
+        text = json.dumps(data, indent=1) + "\n"
+        path = args.out / name
+        if args.check:
+            if not path.exists() or path.read_text(encoding="utf-8") != text:
+                stale.append(name)
+            continue
+        path.write_text(text, encoding="utf-8")
+        print(f"wrote {path} ({len(data['cards'])} cards)")
+    if stale:
+        print("stale: " + ", ".join(stale) + " (run scripts/make_hub_cards.py)", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""Every keras-hub card, checked against the real keras-hub class it names.
+
+Parametrised like the keras.applications sweep (`hub_card_name`: one card per family by
+default, every hub card with `--sweep=full`). Each card's backbone is built once from
+its config with random weights (no download). Its parameter count must equal the
+card's and keras-hub's published count for the preset, and every stage's layer
+reference must resolve to a tensor of the card's shape at the card's input size (patch
+and prefix tokens for the transformers). The card must also equal what
+`scripts/make_hub_cards.py` writes from the installed keras-hub.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from zoo_transfer.registry import card_from_dict, get_card
+
+pytestmark = pytest.mark.sweep
+keras_hub = pytest.importorskip("keras_hub", reason="keras-hub (the hub extra) is not installed")
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _generator():
+    spec = importlib.util.spec_from_file_location(
+        "make_hub_cards", ROOT / "scripts" / "make_hub_cards.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("make_hub_cards", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _preset_key(card) -> str:
+    return card.preset.split("/")[-2]  # kaggle://keras/<model>/keras/<preset>/<version>
+
+
+def _build(card):
+    """The card's backbone, its weights never initialised (only the structure is read)."""
+    import keras
+
+    from zoo_transfer.recipes._hub import hub_class
+
+    with keras.StatelessScope():
+        return hub_class(card)(**card.kwargs)
+
+
+def _problems(card, backbone) -> list[str]:
+    """What in `card` disagrees with the built keras-hub `backbone` and keras-hub's list."""
+    import keras
+
+    from zoo_transfer.recipes._keras_apps import resolve_tap
+
+    problems = []
+    if backbone.count_params() != card.params:
+        problems.append(f"params: built {backbone.count_params():,}, card {card.params:,}")
+    published = keras_hub.models.Backbone.presets[_preset_key(card)]
+    if int(published["metadata"]["params"]) != card.params:
+        problems.append(f"params: keras-hub publishes {published['metadata']['params']:,}")
+    if published["kaggle_handle"] != card.preset:
+        problems.append(f"preset: keras-hub's handle is {published['kaggle_handle']}")
+    image = keras.tree.flatten(backbone.input)[0]
+    taps = [resolve_tap(backbone, stage.layer) for stage in card.stages]
+    shapes = keras.Model(image, taps).compute_output_shape((1, *card.input_size))
+    for stage, shape in zip(card.stages, shapes, strict=True):
+        if card.tokens is None:
+            want = stage.shape
+        else:
+            want = (card.tokens.prefix + stage.shape[0] * stage.shape[1], stage.shape[2])
+        if tuple(shape[1:]) != tuple(want):
+            problems.append(f"{stage.name} ({stage.layer}): built {shape[1:]}, card says {want}")
+    if resolve_tap(backbone, card.feature_layer) is not keras.tree.flatten(backbone.output)[0]:
+        problems.append(f"feature layer {card.feature_layer} is not the backbone's output")
+    return problems
+
+
+def test_hub_card_matches_keras_hub(hub_card_name, fresh_keras):
+    card = get_card(hub_card_name)
+    backbone = _build(card)
+    problems = _problems(card, backbone)
+    assert not problems, "\n".join(problems)
+    generated = card_from_dict(_generator().make_card(_preset_key(card), backbone))
+    assert generated == card, "run scripts/make_hub_cards.py: the card file is stale"
+
+
+def test_a_wrong_fact_is_caught(fresh_keras):
+    """The check fails on a card whose stage shape, count or handle is wrong."""
+    card = get_card("deit_tiny")
+    backbone = _build(card)
+    assert _problems(card, backbone) == []
+    last = dataclasses.replace(card.stages[-1], shape=(7, 7, 192))
+    wrong = [
+        dataclasses.replace(card, params=card.params + 1),
+        dataclasses.replace(card, stages=(*card.stages[:-1], last)),
+        dataclasses.replace(card, preset=card.preset[:-1] + "9"),
+    ]
+    for bad in wrong:
+        assert _problems(bad, backbone), bad
