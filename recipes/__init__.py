@@ -9,6 +9,7 @@ build, intercepted: what the card sweep and the card generator check).
 
 from ._build import SOURCE_HEAD, build, feature_extractor, normalization_layer
 from ._data_rule import FINE_TUNE_FROM, DataDefaults, data_defaults, epochs_for, side_for
+from ._hub_cards import card_from_preset
 from ._keras_apps import constructor, instantiate, resolve_tap
 from ._situations import (
     LP_FT_HEAD,
@@ -37,6 +38,7 @@ __all__ = [
     "Plan",
     "TeachableMachineModel",
     "build",
+    "card_from_preset",
     "constructor",
     "data_defaults",
     "epochs_for",

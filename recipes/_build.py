@@ -167,6 +167,12 @@ def _freeze(backbone: Any, card: Card, trainable_from: Any) -> None:
     if trainable_from is None:
         backbone.trainable = False
         return
+    if card.tokens is not None and trainable_from not in (0, card.stages[0].name):
+        raise BuildArgumentError(
+            f"{card.name} runs its transformer blocks inside keras-hub's encoder layer, so "
+            f"trainable_from={trainable_from!r} cannot stop between blocks yet. Use "
+            f"trainable_from={card.stages[0].name!r} (every block trains) or None (frozen)."
+        )
     if isinstance(trainable_from, int) and not isinstance(trainable_from, bool):
         if not -len(card.stages) <= trainable_from < len(card.stages):
             raise BuildArgumentError(

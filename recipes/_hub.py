@@ -90,7 +90,8 @@ def kaggle_cache_folder(handle: str) -> Path | None:
 
 
 def _size_kwargs(card: Card, cls: Any, input_shape: tuple) -> dict[str, Any]:
-    """The `image_shape` to build with; fixed-size transformers refuse other sizes."""
+    """The `image_shape` to build with (and the name); fixed-size transformers refuse
+    other sizes."""
     shape = tuple(input_shape)
     if card.tokens is None:
         return {"image_shape": shape}
@@ -150,8 +151,10 @@ def hub_backbone(card: Card, *, weights: Any, input_shape: tuple, include_top: b
         )
     cls = hub_class(card)
     size = _size_kwargs(card, cls, input_shape)
+    if card.kwargs.get("name"):  # layer names follow it (DINOv2), whatever a preset says
+        size["name"] = card.kwargs["name"]
     if weights is None:
-        config = {k: v for k, v in card.kwargs.items() if k != "image_shape"}
+        config = {k: v for k, v in card.kwargs.items() if k not in ("image_shape", "name")}
         return cls(**config, **size)
     if is_preset_folder(weights):
         folder = Path(weights).resolve()

@@ -113,8 +113,9 @@ def hub_card_dict(
     (the generator passes keras-hub's own figure after checking they agree).
     """
     cls = type(backbone)
-    config = {k: v for k, v in backbone.get_config().items() if k not in ("name", "trainable")}
-    config.pop("dtype", None)
+    # `name` stays: some backbones (DINOv2) prefix their layer names with it, and a preset's
+    # config.json carries it, so the card builds and loads under that name.
+    config = {k: v for k, v in backbone.get_config().items() if k not in ("trainable", "dtype")}
     size = converter.get("image_size") or config.get("image_shape", (None, None))[:2]
     height, width = int(size[0]), int(size[1])
     measured = backbone

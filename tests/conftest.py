@@ -289,3 +289,66 @@ def color_folder(tmp_path):
     write_png(root / "blue" / "b1.jpg", (40, 60, 180))
     (root / "blue" / "notes.txt").write_text("not an image")
     return root
+
+
+@pytest.fixture(scope="session")
+def hub_presets(tmp_path_factory):
+    """Tiny keras-hub presets of each family, saved as preset folders (`save_to_preset`):
+    `{family: folder}` with config.json, model.weights.h5 and image_converter.json.
+
+    Random weights, a few thousand parameters each: they stand in for the real presets,
+    which cannot be downloaded here, with the real keras-hub classes and file layout.
+    """
+    keras_hub = pytest.importorskip("keras_hub", reason="keras-hub (the hub extra) is missing")
+    import keras
+
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    imagenet = {
+        "scale": [1 / 255 / s for s in std],
+        "offset": [-m / s for m, s in zip(mean, std, strict=True)],
+    }
+    half = {"scale": 1 / 127.5, "offset": -1.0}
+    models, layers = keras_hub.models, keras_hub.layers
+    families = {
+        "dinov2": (
+            models.DINOV2Backbone(
+                patch_size=14, num_layers=3, hidden_dim=32, num_heads=2, intermediate_dim=64,
+                image_shape=(42, 42, 3), position_embedding_shape=(42, 42),
+            ),
+            layers.DINOV2ImageConverter(image_size=(42, 42), interpolation="bicubic", **imagenet),
+        ),
+        "vit": (
+            models.ViTBackbone(
+                image_shape=(32, 32, 3), patch_size=16, num_layers=2, num_heads=2,
+                hidden_dim=32, mlp_dim=64,
+            ),
+            layers.ViTImageConverter(image_size=(32, 32), **half),
+        ),
+        "deit": (
+            models.DeiTBackbone(
+                image_shape=(32, 32, 3), patch_size=16, num_layers=2, num_heads=2,
+                hidden_dim=32, intermediate_dim=64,
+            ),
+            layers.DeiTImageConverter(image_size=(32, 32), interpolation="bicubic", **imagenet),
+        ),
+        "resnet": (
+            models.ResNetBackbone(
+                input_conv_filters=[64], input_conv_kernel_sizes=[7],
+                stackwise_num_filters=[64, 64, 64, 64], stackwise_num_blocks=[1, 1, 1, 1],
+                stackwise_num_strides=[1, 2, 2, 2], block_type="basic_block",
+            ),
+            layers.ResNetImageConverter(image_size=(64, 64), **imagenet),
+        ),
+    }  # fmt: skip
+    root = tmp_path_factory.mktemp("hub-presets")
+    folders = {}
+    for family, (backbone, converter) in families.items():
+        rng = np.random.default_rng(len(family))
+        for v in backbone.weights:  # away from the initialisers' zeros and ones
+            v.assign(v.numpy() + rng.normal(0, 0.02, v.shape).astype(v.dtype))
+        folder = root / f"tiny_{family}"
+        backbone.save_to_preset(str(folder))
+        converter.save_to_preset(str(folder))
+        folders[family] = folder
+    keras.backend.clear_session()
+    return folders

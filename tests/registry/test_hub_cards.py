@@ -74,6 +74,11 @@ def _problems(card, backbone) -> list[str]:
             want = (card.tokens.prefix + stage.shape[0] * stage.shape[1], stage.shape[2])
         if tuple(shape[1:]) != tuple(want):
             problems.append(f"{stage.name} ({stage.layer}): built {shape[1:]}, card says {want}")
+    pyramid = getattr(backbone, "pyramid_outputs", None) or {}
+    for stage in card.stages[1:-1]:  # keras-hub's own map of its blocks (DINOv2)
+        key = f"stage{stage.name[5:]}" if stage.name.startswith("block") else None
+        if key in pyramid and resolve_tap(backbone, stage.layer) is not pyramid[key]:
+            problems.append(f"{stage.name} ({stage.layer}) is not keras-hub's {key} output")
     if resolve_tap(backbone, card.feature_layer) is not keras.tree.flatten(backbone.output)[0]:
         problems.append(f"feature layer {card.feature_layer} is not the backbone's output")
     return problems
@@ -99,5 +104,8 @@ def test_a_wrong_fact_is_caught(fresh_keras):
         dataclasses.replace(card, stages=(*card.stages[:-1], last)),
         dataclasses.replace(card, preset=card.preset[:-1] + "9"),
     ]
+    dino = get_card("dinov2_small")
+    swapped = (*dino.stages[:2], dataclasses.replace(dino.stages[2], layer=dino.stages[3].layer))
+    assert _problems(dataclasses.replace(dino, stages=(*swapped, *dino.stages[3:])), _build(dino))
     for bad in wrong:
         assert _problems(bad, backbone), bad
