@@ -27,11 +27,22 @@ def test_list_table_fits_100_columns(run):
     result = run("list")
     assert result.exit_code == 0
     lines = result.output.splitlines()
-    assert lines[0].split() == ["NAME", "FAMILY", "INPUT", "PARAMS", "TOP-1"]
+    assert lines[0].split() == ["NAME", "ZOO", "FAMILY", "INPUT", "PARAMS", "TOP-1"]
     assert max(len(line) for line in lines) <= 100
     row = next(line for line in lines if line.startswith("resnet50.imagenet"))
-    assert row.split() == ["resnet50.imagenet", "resnet", "224x224", "25.6M", "74.9"]
+    assert row.split() == ["resnet50.imagenet", "keras", "resnet", "224x224", "25.6M", "74.9"]
+    row = next(line for line in lines if line.startswith("dinov2_small.lvd142m"))
+    assert row.split() == ["dinov2_small.lvd142m", "hub", "hub_dinov2", "518x518", "22.6M", "-"]
     assert lines[-1] == f"{len(list_models())} models"
+
+
+def test_list_zoo_hub_lists_the_keras_hub_cards_only(run):
+    rows = json.loads(run("list", "--zoo", "hub", "--format", "json").output)
+    names = {r["name"] for r in rows}
+    assert {"dinov2_small.lvd142m", "deit_tiny_distilled_patch16_224.imagenet"} <= names
+    assert {r["zoo"] for r in rows} == {"hub"} and "resnet50.imagenet" not in names
+    keras_rows = json.loads(run("list", "--zoo", "applications", "--format", "json").output)
+    assert len(keras_rows) + len(rows) == len(list_models())
 
 
 def test_list_json_has_every_model_with_its_input_size(run):
