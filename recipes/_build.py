@@ -167,7 +167,7 @@ def _freeze(backbone: Any, card: Card, trainable_from: Any) -> None:
     if trainable_from is None:
         backbone.trainable = False
         return
-    if card.tokens is not None and trainable_from not in (0, card.stages[0].name):
+    if not blocks_are_layers(card) and trainable_from not in (0, card.stages[0].name):
         raise BuildArgumentError(
             f"{card.name} runs its transformer blocks inside keras-hub's encoder layer, so "
             f"trainable_from={trainable_from!r} cannot stop between blocks yet. Use "
@@ -198,6 +198,16 @@ def _freeze(backbone: Any, card: Card, trainable_from: Any) -> None:
     backbone.trainable = True
     for layer in backbone.layers:
         layer.trainable = id(layer) not in frozen
+
+
+def blocks_are_layers(card: Card) -> bool:
+    """Whether each stage of `card` ends at a layer of its own, so that freezing can stop
+    between stages. Not so for keras-hub's DINOv2 (its encoder layer returns every
+    block's tokens), ViT and DeiT (one encoder layer runs all blocks)."""
+    if card.tokens is None:
+        return True
+    blocks = [s for s in card.stages if s.name.startswith("block")]
+    return len(blocks) == int(blocks[-1].name[5:]) and not any(":" in s.layer for s in blocks)
 
 
 def freeze_batchnorm(backbone: Any) -> None:

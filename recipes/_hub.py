@@ -33,11 +33,18 @@ KAGGLE = "https://www.kaggle.com"
 
 # How each transformer family summarises an image from its tokens (the pretrained
 # model's own pooling): class token, mean of patch tokens, or both (DINOv2's probe).
-TOKEN_POOL = {"DINOV2Backbone": "cls_mean", "ViTBackbone": "cls", "DeiTBackbone": "cls"}
+TOKEN_POOL = {
+    "DINOV2Backbone": "cls_mean",
+    "ViTBackbone": "cls",
+    "DeiTBackbone": "cls",
+    "CLIPVisionEncoder": "cls",
+}
+# Presets whose image model is one tower of a two-tower backbone: the attribute.
+TOWER_OF = {"CLIPBackbone": "vision_encoder"}
 # Families whose position embeddings are interpolated to any input size.
 RESIZABLE_TOKENS = {"DINOV2Backbone"}
 # Config keys that describe where the weights were trained, not the structure.
-_NOT_STRUCTURE = {"name", "trainable", "dtype", "image_shape", "data_format"}
+_NOT_STRUCTURE = {"name", "trainable", "dtype", "image_shape", "input_shape", "data_format"}
 
 
 def keras_hub_module() -> Any:
@@ -89,12 +96,23 @@ def kaggle_cache_folder(handle: str) -> Path | None:
     return Path(get_cache_folder(), "models", *m.groups())
 
 
+def shape_argument(cls: Any) -> str:
+    """The constructor argument for the input size: `image_shape`, or `input_shape`
+    (keras-hub's EfficientNet)."""
+    import inspect
+
+    params = inspect.signature(cls.__init__).parameters
+    return (
+        "input_shape" if "input_shape" in params and "image_shape" not in params else "image_shape"
+    )
+
+
 def _size_kwargs(card: Card, cls: Any, input_shape: tuple) -> dict[str, Any]:
     """The `image_shape` to build with (and the name); fixed-size transformers refuse
     other sizes."""
     shape = tuple(input_shape)
     if card.tokens is None:
-        return {"image_shape": shape}
+        return {shape_argument(cls): shape}
     if shape != tuple(card.input_size) and cls.__name__ not in RESIZABLE_TOKENS:
         raise BuildArgumentError(
             f"{card.name} ({cls.__name__}) has a fixed input size in keras-hub: "
@@ -111,9 +129,32 @@ def _size_kwargs(card: Card, cls: Any, input_shape: tuple) -> dict[str, Any]:
     return {"image_shape": shape}
 
 
+def _class_name(card: Card) -> str:
+    return card.constructor.replace(":", ".").rpartition(".")[2]
+
+
+def tower(card: Card, class_name: str, config: dict[str, Any]) -> tuple[str | None, Any]:
+    """`(attribute, config)` of the card's model inside a preset's backbone.
+
+    A CLIP preset is a `CLIPBackbone` holding the image tower (`vision_encoder`, a
+    `CLIPVisionEncoder`) beside the text tower: a card of the tower loads it from there.
+    `(None, config)` when the preset is the card's class itself.
+    """
+    want = _class_name(card)
+    if class_name == want:
+        return None, config
+    for key, value in config.items():
+        if isinstance(value, dict) and value.get("class_name") == want:
+            return key, dict(value.get("config", {}))
+    return None, None
+
+
 def check_config(card: Card, class_name: str, config: dict[str, Any], label: str) -> None:
     """`WeightsMismatchError` when a preset's backbone is not the card's architecture."""
-    want = card.constructor.replace(":", ".").rpartition(".")[2]
+    want = _class_name(card)
+    _, inner = tower(card, class_name, config)
+    if inner is not None:
+        class_name, config = want, inner
     if class_name != want:
         raise WeightsMismatchError(
             f"{label} holds a {class_name}, but {card.name} is a {want}. Pass a preset of "
@@ -154,15 +195,17 @@ def hub_backbone(card: Card, *, weights: Any, input_shape: tuple, include_top: b
     if card.kwargs.get("name"):  # layer names follow it (DINOv2), whatever a preset says
         size["name"] = card.kwargs["name"]
     if weights is None:
-        config = {k: v for k, v in card.kwargs.items() if k not in ("image_shape", "name")}
+        drop = ("image_shape", "input_shape", "name")
+        config = {k: v for k, v in card.kwargs.items() if k not in drop}
         return cls(**config, **size)
     if is_preset_folder(weights):
-        folder = Path(weights).resolve()
-        class_name, config = read_preset_config(folder)
-        check_config(card, class_name, config, str(folder))
-        return _from_preset(cls, str(folder), size, label=str(folder))
+        return _from_folder(card, cls, Path(weights).resolve(), size)
     if weights == "imagenet":
-        return _from_preset(cls, preset_location(card), size, label=card.preset or card.name)
+        location = preset_location(card)
+        if not is_preset_folder(location):  # online: keras-hub downloads it into its cache
+            _from_preset(hub_class_base(), location, {}, label=location)
+            location = preset_location(card)
+        return _from_folder(card, cls, Path(location), size)
     raise BuildArgumentError(
         f"`weights` for {card.name} (a keras-hub preset) must be 'imagenet' (the card's "
         "pretrained preset), a local preset folder (with config.json and "
@@ -190,6 +233,31 @@ def preset_location(card: Card) -> str:
             "here and pass weights=DIR (a preset folder), or build with weights=None."
         )
     return handle
+
+
+def hub_class_base() -> Any:
+    """keras-hub's `Backbone`, whose `from_preset` builds whatever class a preset holds."""
+    return keras_hub_module().models.Backbone
+
+
+def _from_folder(card: Card, cls: Any, folder: Path, size: dict[str, Any]) -> Any:
+    """The card's backbone from a preset folder: the preset itself, or its tower copied
+    into a build named as the card says (so the card's layer names hold)."""
+    from ._backbone import copy_by_position
+
+    class_name, config = read_preset_config(folder)
+    check_config(card, class_name, config, str(folder))
+    key, _ = tower(card, class_name, config)
+    if key is None:
+        return _from_preset(cls, str(folder), size, label=str(folder))
+    whole = _from_preset(hub_class_base(), str(folder), {}, label=str(folder))
+    source = getattr(whole, key)
+    kwargs = {
+        k: v for k, v in card.kwargs.items() if k not in ("image_shape", "input_shape", "name")
+    }
+    target = cls(**kwargs, **size)
+    copy_by_position(source, target, label=f"{folder} ({key})")
+    return target
 
 
 def _from_preset(cls: Any, location: str, size: dict[str, Any], *, label: str) -> Any:

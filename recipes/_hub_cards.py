@@ -21,17 +21,44 @@ from typing import Any
 from zoo_transfer.errors import BuildArgumentError
 from zoo_transfer.registry import Card, card_from_dict
 
-from ._hub import TOKEN_POOL, is_preset_folder, keras_hub_module, read_preset_config
+from ._hub import (
+    TOKEN_POOL,
+    TOWER_OF,
+    is_preset_folder,
+    keras_hub_module,
+    read_preset_config,
+    shape_argument,
+)
+
+
+def _auto_named(op: Any) -> bool:
+    """Whether Keras named `op` itself (`activation_22`): such names change between
+    processes, so a card never names them."""
+    snake = re.sub(
+        r"([a-z])([A-Z])", r"\1_\2", re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", type(op).__name__)
+    )
+    return re.fullmatch(rf"{snake.lower()}(_\d+)?", op.name) is not None
 
 
 def _tap_ref(model: Any, tensor: Any) -> str:
-    """The card's layer reference (`name` or `name:K`) for a tensor of `model`."""
+    """The card's layer reference for a tensor of `model`: `name`, `name:K` (output K of
+    a multi-output layer), or `name+N` (N single-consumer hops after a named layer, for
+    the output of an auto-named one)."""
     import keras
 
     op, node_index, _ = tensor._keras_history
     outputs = keras.tree.flatten(op._inbound_nodes[node_index].outputs)
     index = next(i for i, t in enumerate(outputs) if t is tensor)
-    return op.name if len(outputs) == 1 else f"{op.name}:{index}"
+    if len(outputs) > 1:
+        return f"{op.name}:{index}"
+    hops = 0
+    while _auto_named(op):
+        inputs = op._inbound_nodes[node_index].input_tensors
+        if len(inputs) != 1:
+            break
+        op, node_index, _ = inputs[0]._keras_history
+        hops += 1
+    return op.name if hops == 0 else f"{op.name}+{hops}"
 
 
 def _pyramid(backbone: Any) -> dict[str, Any]:
@@ -46,8 +73,13 @@ def _embedding_layer(backbone: Any) -> Any:
 
 
 def stage_taps(backbone: Any) -> list[tuple[str, Any]]:
-    """`(stage name, tensor)` for each cut point of a keras-hub backbone, in order."""
-    output = backbone.output
+    """`(stage name, tensor)` for each cut point of a keras-hub backbone, in order.
+
+    `backbone` must be built at a fixed input size (the strides are read from shapes).
+    """
+    import keras
+
+    output = keras.tree.flatten(backbone.output)[0]
     pyramid = _pyramid(backbone)
     if pyramid and all(re.fullmatch(r"P\d+", k) for k in pyramid):
         taps = []
@@ -55,19 +87,51 @@ def stage_taps(backbone: Any) -> list[tuple[str, Any]]:
             level = int(key[1:])
             taps.append(("stem" if level == 1 else f"stage{level - 1}", pyramid[key]))
         return taps
+    if len(output.shape) == 4:  # a CNN without a pyramid (MobileNetV3)
+        return _taps_by_stride(backbone)
     if len(output.shape) != 3:
         raise BuildArgumentError(
-            f"{type(backbone).__name__} has neither a feature pyramid (P2..P5) nor token "
-            "outputs, so zoo-transfer cannot find its stages."
+            f"{type(backbone).__name__} has neither a feature map nor token outputs, so "
+            "zoo-transfer cannot find its stages."
         )
     blocks = int(backbone.get_config().get("num_layers", 0))
-    taps = [("stem", _embedding_layer(backbone).output)]
+    embedding = _embedding_layer(backbone)
+    taps = [("stem", embedding.output)]
     if pyramid:  # DINOv2: stem, stage1..stageN = the embedding and each block's tokens
         for key in sorted((k for k in pyramid if k != "stem"), key=lambda k: int(k[5:])):
             taps.append((f"block{int(key[5:])}", pyramid[key]))
+    else:  # one layer per block (CLIP), or one encoder layer for all (ViT, DeiT)
+        per_block = [
+            layer
+            for layer in backbone.layers
+            if layer is not embedding
+            and not isinstance(layer, (keras.layers.InputLayer, keras.layers.LayerNormalization))
+            and len(getattr(layer.output, "shape", ())) == 3
+        ]
+        if len(per_block) == blocks:
+            taps += [(f"block{i}", layer.output) for i, layer in enumerate(per_block, start=1)]
     taps = [t for t in taps if t[0] != f"block{blocks}"]
     taps.append((f"block{blocks}", output))  # the last block, after the final LayerNorm
     return taps
+
+
+def _taps_by_stride(backbone: Any) -> list[tuple[str, Any]]:
+    """The last layer output at each stride of a CNN: `stem` at 2, `stageK` at 2**(K+1)."""
+    import keras
+
+    height = int(keras.tree.flatten(backbone.input)[0].shape[1])
+    last: dict[int, Any] = {}
+    for layer in backbone.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        out = layer.output
+        if not hasattr(out, "shape") or len(out.shape) != 4:
+            continue
+        stride = height // int(out.shape[1])
+        if stride > 1 and not stride & (stride - 1):
+            last[stride] = out
+    names = {2: "stem", **{2 ** (k + 1): f"stage{k}" for k in range(1, 9)}}
+    return [(names[s], last[s]) for s in sorted(last)]
 
 
 def converter_preprocessing(converter: dict[str, Any]) -> dict[str, Any]:
@@ -116,11 +180,11 @@ def hub_card_dict(
     # `name` stays: some backbones (DINOv2) prefix their layer names with it, and a preset's
     # config.json carries it, so the card builds and loads under that name.
     config = {k: v for k, v in backbone.get_config().items() if k not in ("trainable", "dtype")}
-    size = converter.get("image_size") or config.get("image_shape", (None, None))[:2]
+    size = converter.get("image_size") or config.get(shape_argument(cls), (None, None))[:2]
     height, width = int(size[0]), int(size[1])
     measured = backbone
     if None in tuple(keras_tensor_shape(backbone))[:2]:  # measure the shapes at the card's size
-        measured = cls(**{**config, "image_shape": (height, width, 3)})
+        measured = cls(**{**config, shape_argument(cls): (height, width, 3)})
     stages = []
     tokens = None
     for name, tensor in stage_taps(measured):
@@ -175,7 +239,7 @@ def keras_tensor_shape(model: Any) -> tuple:
 
 
 def _family(class_name: str) -> str:
-    return "hub_" + re.sub(r"backbone$", "", class_name.lower())
+    return "hub_" + re.sub(r"(backbone|visionencoder)$", "", class_name.lower())
 
 
 def _jsonable(value: Any) -> Any:
@@ -208,6 +272,9 @@ def card_from_preset(
             "with `backbone.save_to_preset(folder)`, or fetch one with `zoo-transfer fetch`."
         )
     class_name, config = read_preset_config(path)
+    if class_name in TOWER_OF:  # CLIP: the card is the image tower of the preset
+        nested = config[TOWER_OF[class_name]]
+        class_name, config = nested["class_name"], dict(nested["config"])
     cls = getattr(keras_hub.models, class_name, None)
     if cls is None:
         raise BuildArgumentError(f"{path} holds a {class_name}, which keras-hub does not have.")

@@ -63,6 +63,62 @@ def _vit_hf(hidden: int, heads: int, mlp: int, *, deit: bool = False) -> dict:
     }
 
 
+def _clip(patch: int, hidden: int, layers: int, heads: int, mlp: int, text: dict) -> dict:
+    """openai/clip-vit-* config.json on Hugging Face: the vision and text towers."""
+    vision = {"patch_size": patch, "hidden_size": hidden, "num_hidden_layers": layers,
+              "num_attention_heads": heads, "intermediate_size": mlp, "hidden_act": "quick_gelu",
+              "image_size": 224}  # fmt: skip
+    return {"vision": vision, "text": text, "projection_dim": 512}
+
+
+CLIP_TEXT_B = {"vocab_size": 49408, "hidden_size": 512, "num_hidden_layers": 12,
+               "num_attention_heads": 8, "intermediate_size": 2048, "hidden_act": "quick_gelu",
+               "max_position_embeddings": 77}  # fmt: skip
+CLIP_MEAN, CLIP_STD = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]
+
+
+class _ClipTower:
+    """CLIP's image tower, as keras-hub's CLIP conversion builds it (its tools/ script)."""
+
+    @property
+    def backbone_cls(self):
+        import keras_hub
+
+        return keras_hub.models.CLIPVisionEncoder
+
+    @staticmethod
+    def convert_backbone_config(upstream: dict) -> dict:
+        v = upstream["vision"]
+        size = v["image_size"]
+        return {
+            "patch_size": v["patch_size"], "hidden_dim": v["hidden_size"],
+            "num_layers": v["num_hidden_layers"], "num_heads": v["num_attention_heads"],
+            "intermediate_dim": v["intermediate_size"],
+            "intermediate_activation": v["hidden_act"], "image_shape": (size, size, 3),
+        }  # fmt: skip
+
+    def published_count(self, upstream: dict, tower) -> int:
+        """The whole CLIP model's count (what keras-hub publishes): both towers and the
+        projections, built without initialising a weight."""
+        import keras
+        import keras_hub
+
+        t = upstream["text"]
+        with keras.StatelessScope():
+            text = keras_hub.models.CLIPTextEncoder(
+                vocabulary_size=t["vocab_size"], embedding_dim=t["hidden_size"],
+                hidden_dim=t["hidden_size"], num_layers=t["num_hidden_layers"],
+                num_heads=t["num_attention_heads"], intermediate_dim=t["intermediate_size"],
+                intermediate_activation=t["hidden_act"],
+                max_sequence_length=t["max_position_embeddings"],
+            )  # fmt: skip
+            vision = self.backbone_cls(**self.convert_backbone_config(upstream))
+            full = keras_hub.models.CLIPBackbone(
+                vision, text, projection_dim=upstream["projection_dim"]
+            )
+        return full.count_params()
+
+
 def _timm(architecture: str) -> dict:
     """timm's pretrained_cfg for `<architecture>.a1_in1k` (the weights keras-hub ported)."""
     return {"architecture": architecture}
@@ -98,7 +154,26 @@ PRESETS = {
     "resnet_50_imagenet": ("hub_resnet50", "imagenet", ("resnet_50_imagenet",),
                            "timm.convert_resnet", _timm("resnet50"),
                            (224, IMAGENET_MEAN, IMAGENET_STD, "bicubic"), "Apache-2.0"),
+    "efficientnet_b0_ra_imagenet": (
+        "hub_efficientnet_b0", "ra_imagenet", ("efficientnet_b0_ra_imagenet",),
+        "timm.convert_efficientnet", _timm("efficientnet_b0"),
+        (224, IMAGENET_MEAN, IMAGENET_STD, "bicubic"), "Apache-2.0"),
+    "mobilenet_v3_small_100_imagenet": (
+        "hub_mobilenet_v3_small_100", "imagenet", ("mobilenet_v3_small_100_imagenet",),
+        "timm.convert_mobilenet", _timm("mobilenetv3_small_100"),
+        (224, IMAGENET_MEAN, IMAGENET_STD, "bicubic"), "Apache-2.0"),
+    "mobilenet_v3_large_100_imagenet": (
+        "hub_mobilenet_v3_large_100", "imagenet", ("mobilenet_v3_large_100_imagenet",),
+        "timm.convert_mobilenet", _timm("mobilenetv3_large_100"),
+        (224, IMAGENET_MEAN, IMAGENET_STD, "bicubic"), "Apache-2.0"),
+    "clip_vit_base_patch32": (
+        "clip_vit_base_patch32", "openai", (), "clip",
+        _clip(32, 768, 12, 12, 3072, CLIP_TEXT_B), (224, CLIP_MEAN, CLIP_STD, "bicubic"), "MIT"),
+    "clip_vit_base_patch16": (
+        "clip_vit_base_patch16", "openai", (), "clip",
+        _clip(16, 768, 12, 12, 3072, CLIP_TEXT_B), (224, CLIP_MEAN, CLIP_STD, "bicubic"), "MIT"),
 }  # fmt: skip
+TOWERS = {"clip": _ClipTower()}  # presets whose image model is one tower of the backbone
 
 
 def converter_facts(size: int, mean: list, std: list, interpolation: str) -> dict:
@@ -131,7 +206,7 @@ def make_card(preset: str, backbone: object | None = None) -> dict:
     from zoo_transfer.recipes._hub_cards import hub_card_dict
 
     arch, tag, aliases, module, upstream, facts, licence = PRESETS[preset]
-    converter = importlib.import_module(f"keras_hub.src.utils.{module}")
+    converter = TOWERS.get(module) or importlib.import_module(f"keras_hub.src.utils.{module}")
     config = converter.convert_backbone_config(upstream)
     if backbone is None:  # named as keras-hub names it when it saves the preset
         backbone = converter.backbone_cls(**config, name=_snake(converter.backbone_cls.__name__))
@@ -142,10 +217,11 @@ def make_card(preset: str, backbone: object | None = None) -> dict:
                 raise SystemExit(f"{preset}: the backbone given has {key}={built.get(key)!r}")
     info = keras_hub.models.Backbone.presets[preset]
     published = int(info["metadata"]["params"])
-    if backbone.count_params() != published:
+    counted = published_count(converter, upstream, backbone)
+    if published not in counted.values():
         raise SystemExit(
-            f"{preset}: the config gives {backbone.count_params():,} parameters, keras-hub "
-            f"publishes {published:,}. Fix the upstream config in PRESETS."
+            f"{preset}: the config gives {counted} parameters, keras-hub publishes "
+            f"{published:,}. Fix the upstream config in PRESETS."
         )
     return hub_card_dict(
         backbone,
@@ -156,6 +232,26 @@ def make_card(preset: str, backbone: object | None = None) -> dict:
         license=licence,
         aliases=aliases,
     )
+
+
+def published_count(converter: object, upstream: dict, backbone: object) -> dict[str, int]:
+    """What keras-hub's published count may be: the backbone's own; with the ImageNet
+    classifier on the pooled features (keras-hub counts it for some timm presets); or,
+    for an image tower, the whole model's."""
+    if hasattr(converter, "published_count"):
+        return {"whole model": converter.published_count(upstream, backbone)}
+    import keras
+    import numpy as np
+
+    own = backbone.count_params()
+    learned = sum(int(np.prod(v.shape)) for v in backbone.trainable_weights)
+    classifier = int(keras.tree.flatten(backbone.output)[0].shape[-1]) * 1000 + 1000
+    return {
+        "backbone": own,
+        "with the 1000-class classifier": own + classifier,
+        # timm's count: BatchNorm statistics are buffers there, not parameters
+        "as timm counts it, with the classifier": learned + classifier,
+    }
 
 
 def family_files() -> dict[str, dict]:

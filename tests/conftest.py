@@ -103,7 +103,15 @@ def pytest_collection_modifyitems(config, items):
 
 
 # The keras-hub cards' fast subset: one per family (the smallest).
-FAST_HUB_SWEEP = ("dinov2_small", "vit_base_patch16_224", "deit_tiny", "hub_resnet18")
+FAST_HUB_SWEEP = (
+    "dinov2_small",
+    "vit_base_patch16_224",
+    "deit_tiny",
+    "clip_vit_base_patch32",
+    "hub_resnet18",
+    "hub_efficientnet_b0",
+    "hub_mobilenet_v3_small_100",
+)
 
 
 def pytest_generate_tests(metafunc):
@@ -308,6 +316,18 @@ def hub_presets(tmp_path_factory):
         "offset": [-m / s for m, s in zip(mean, std, strict=True)],
     }
     half = {"scale": 1 / 127.5, "offset": -1.0}
+    cmean, cstd = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
+    clip = {
+        "scale": [1 / 255 / s for s in cstd],
+        "offset": [-m / s for m, s in zip(cmean, cstd, strict=True)],
+    }
+
+    def timm_config(family, architecture):  # keras-hub's own config for a timm model
+        import importlib
+
+        module = importlib.import_module(f"keras_hub.src.utils.timm.convert_{family}")
+        return module.convert_backbone_config({"architecture": architecture})
+
     models, layers = keras_hub.models, keras_hub.layers
     families = {
         "dinov2": (
@@ -330,6 +350,32 @@ def hub_presets(tmp_path_factory):
                 hidden_dim=32, intermediate_dim=64,
             ),
             layers.DeiTImageConverter(image_size=(32, 32), interpolation="bicubic", **imagenet),
+        ),
+        "clip": (
+            models.CLIPBackbone(
+                models.CLIPVisionEncoder(
+                    patch_size=16, hidden_dim=32, num_layers=2, num_heads=2,
+                    intermediate_dim=64, image_shape=(32, 32, 3),
+                ),
+                models.CLIPTextEncoder(
+                    vocabulary_size=50, embedding_dim=32, hidden_dim=32, num_layers=1,
+                    num_heads=2, intermediate_dim=64, max_sequence_length=8,
+                ),
+                projection_dim=16,
+            ),
+            layers.CLIPImageConverter(image_size=(32, 32), interpolation="bicubic", **clip),
+        ),
+        "mobilenet": (
+            models.MobileNetBackbone(
+                **timm_config("mobilenet", "mobilenetv3_small_050"), image_shape=(32, 32, 3)
+            ),
+            layers.MobileNetImageConverter(image_size=(32, 32), **imagenet),
+        ),
+        "efficientnet": (
+            models.EfficientNetBackbone(
+                **timm_config("efficientnet", "efficientnet_b0"), input_shape=(32, 32, 3)
+            ),
+            layers.EfficientNetImageConverter(image_size=(32, 32), **imagenet),
         ),
         "resnet": (
             models.ResNetBackbone(
