@@ -120,13 +120,16 @@ def _potential_variables(model: Any) -> list[Any]:
 
     variables = []
     for layer in weighted_layers(model):
-        variables.extend(getattr(layer, "_trainable_variables", layer.trainable_weights))
+        # a layer made of layers (a keras-hub transformer block) keeps its sublayers' own
+        for part in layer._flatten_layers(include_self=True, recursive=True):
+            variables.extend(getattr(part, "_trainable_variables", part.trainable_weights))
     return variables
 
 
 def _unit(variable: Any) -> str:
-    """The layer a variable belongs to: `conv1/kernel` -> `conv1`."""
-    return variable.path.rsplit("/", 1)[0]
+    """The layer a variable belongs to: `conv1/kernel` -> `conv1`; a sublayer's variable
+    belongs to the model's layer that holds it: `block_1/layer_norm_1/gamma` -> `block_1`."""
+    return variable.path.split("/", 1)[0]
 
 
 _HEAD = "head"  # the group of the layers outside the backbone (`recipes.stages.HEAD`)
