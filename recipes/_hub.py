@@ -235,6 +235,40 @@ def preset_location(card: Card) -> str:
     return handle
 
 
+def fetch_preset(card: Card, to: Path | None = None) -> Path:
+    """Download `card`'s preset (on a connected machine) and return its folder.
+
+    Into kagglehub's cache, where `weights="imagenet"` finds it; with `to`, also copied
+    to `to/<preset>/`, a folder to carry to an air-gapped machine and pass as
+    `weights=`. An existing copy there is kept, never overwritten.
+    """
+    import shutil
+
+    from ._weights import _reachable
+
+    handle = card.preset or ""
+    cached = kaggle_cache_folder(handle)
+    if cached is not None and (cached / "config.json").is_file():
+        source = cached
+    elif not _reachable(KAGGLE):
+        raise WeightsUnavailableError(
+            f"Cannot fetch {card.name}: its preset {handle} is not cached "
+            f"({cached}) and Kaggle cannot be reached. Run this on a connected machine."
+        )
+    else:
+        import kagglehub
+
+        source = Path(kagglehub.model_download(handle.removeprefix("kaggle://")))
+    if to is None:
+        return source
+    dest = Path(to) / handle.rstrip("/").split("/")[-2]
+    if (dest / "config.json").is_file():
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(source, dest, dirs_exist_ok=True)
+    return dest
+
+
 def hub_class_base() -> Any:
     """keras-hub's `Backbone`, whose `from_preset` builds whatever class a preset holds."""
     return keras_hub_module().models.Backbone

@@ -213,10 +213,12 @@ def validate_cmd(path: Path) -> None:
     "to",
     type=click.Path(file_okay=False, path_type=Path),
     help="Cache root to fill (default: $KERAS_HOME or ~/.keras); copy it to the "
-    "offline machine and point KERAS_HOME at it.",
+    "offline machine and point KERAS_HOME at it. For a keras-hub card: the folder that "
+    "gets DIR/<preset>/, a preset folder to pass as weights=.",
 )
 def fetch_cmd(names: tuple[str, ...], to: Path | None) -> None:
-    """Download NAMES' ImageNet weights (with and without top) into the Keras cache."""
+    """Download NAMES' ImageNet weights (with and without top) into the Keras cache, or
+    a keras-hub card's preset (into kagglehub's cache, and DIR/<preset>/ with --to)."""
     from zoo_transfer.recipes import imagenet_weights_file
 
     failed = 0
@@ -225,6 +227,16 @@ def fetch_cmd(names: tuple[str, ...], to: Path | None) -> None:
             card = REGISTRY.get(name)
         except UnknownModelError as exc:
             _fail(str(exc), 2)
+        if card.zoo == "hub":
+            from zoo_transfer.recipes._hub import fetch_preset
+
+            try:
+                path = fetch_preset(card, to)
+                click.echo(f"{card.name}: {path} (keras-hub preset: pass weights={str(path)!r})")
+            except ZooTransferError as exc:
+                click.echo(f"Error: {exc}", err=True)
+                failed += 1
+            continue
         for include_top in (True, False):
             try:
                 path = imagenet_weights_file(card, include_top, cache_root=to)
