@@ -240,6 +240,7 @@ def assemble(
     name: str | None = None,
     head_stages: Sequence[str] = (),
     pooling: str = "avg",
+    lora_rank: int | None = None,
 ) -> Any:
     """Normalisation -> backbone (cut, frozen) -> `head_layers` (None: keep the top).
 
@@ -265,6 +266,15 @@ def assemble(
     full = backbone_model(
         card, include_top=keep_top, weights=weights, input_shape=input_shape, **kwargs
     )
+    if lora_rank is not None:
+        from ._hub import enable_lora
+
+        if trainable_from is not None:
+            raise BuildArgumentError(
+                "lora_rank trains low-rank updates of the frozen backbone; it does not mix "
+                "with trainable_from. Pass one of them."
+            )
+        enable_lora(card, full, lora_rank)
     if keep_top:
         backbone = keras.Model(_image_input(full), full.output, name=card.arch)
     else:
@@ -280,7 +290,8 @@ def assemble(
             taps.append(resolve_tap(full, _cut_ref(card, stage)))
         backbone = keras.Model(_image_input(full), [*taps, tap] if taps else tap, name=card.arch)
     backbone.zoo_card = card.name  # the variant; the layer name is the architecture's
-    _freeze(backbone, card, trainable_from)
+    if lora_rank is None:  # with LoRA, keras-hub froze all but the LoRA weights
+        _freeze(backbone, card, trainable_from)
     if bn == "frozen":
         freeze_batchnorm(backbone)
 
@@ -414,6 +425,7 @@ def build(
     bn: str = "frozen",
     model_name: str | None = None,
     head_stages: int | Sequence[str] = 1,
+    lora_rank: int | None = None,
 ) -> Any:
     """Build a transfer-learning model from the zoo in one call.
 
@@ -449,6 +461,10 @@ def build(
             (earlier stages hold more generic features, which transfer further from
             ImageNet: `benchmarks/defaults_sweep.py` measured +1 to +2 points for a
             probe on the last 3-4 stages on three tasks); or a list of stage names.
+        lora_rank: for a keras-hub transformer: LoRA of this rank on the attention
+            query and value projections (keras-hub's `enable_lora`); the rest of the
+            backbone stays frozen. `zoo_transfer.save_lora` keeps the trained LoRA and
+            head weights on their own.
 
     ```python
     model = zoo_transfer.build("resnet50", num_classes=5)
@@ -494,6 +510,7 @@ def build(
         name=model_name,
         head_stages=extra,
         pooling=pooling,
+        lora_rank=lora_rank,
     )
 
 

@@ -269,6 +269,28 @@ def fetch_preset(card: Card, to: Path | None = None) -> Path:
     return dest
 
 
+def enable_lora(card: Card, backbone: Any, rank: Any) -> int:
+    """LoRA on `backbone`'s attention query and value projections (keras-hub's
+    `enable_lora`): every other weight of the backbone frozen. Returns how many layers
+    got LoRA; refuses cards where it does not apply."""
+    if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
+        raise BuildArgumentError(f"Expected `lora_rank` as a positive int. Received: {rank!r}")
+    if card.tokens is None or not hasattr(backbone, "enable_lora"):
+        raise BuildArgumentError(
+            f"lora_rank adapts the attention projections of a keras-hub transformer, and "
+            f"{card.name} is a CNN (Keras has LoRA for Dense and EinsumDense layers, not for "
+            "convolutions). Fine-tune it with trainable_from=STAGE instead."
+        )
+    backbone.enable_lora(rank)
+    count = len(getattr(backbone, "_lora_enabled_layers", []))
+    if not count:
+        raise BuildArgumentError(
+            f"{card.name}: keras-hub found no attention layer to put LoRA on "
+            f"(looked for {backbone.default_lora_layer_names()})."
+        )
+    return count
+
+
 def hub_class_base() -> Any:
     """keras-hub's `Backbone`, whose `from_preset` builds whatever class a preset holds."""
     return keras_hub_module().models.Backbone

@@ -47,6 +47,8 @@ _LAZY = {
     "adapt_batchnorm": "zoo_transfer.guards",
     "wise_ft": "zoo_transfer.guards",
     "wise_ft_sweep": "zoo_transfer.guards",
+    "save_lora": "zoo_transfer.lora",
+    "load_lora": "zoo_transfer.lora",
 }
 
 
@@ -55,7 +57,7 @@ _LAZY = {
 _SUBMODULES = (
     "backup", "cached", "callbacks", "data", "demo", "domain", "evaluate", "folders",
     "guards", "input_spec", "job", "linear_head", "model_file", "optimizers", "predict",
-    "rank", "recipes", "registry", "report", "saving", "training", "transferability",
+    "lora", "rank", "recipes", "registry", "report", "saving", "training", "transferability",
 )  # fmt: skip
 
 
@@ -98,9 +100,11 @@ __all__ = [
     "fit_transfer",
     "get_card",
     "list_models",
+    "load_lora",
     "load_teachable_machine",
     "lr_find",
     "register_model",
+    "save_lora",
     "transfer_optimizer",
     "wise_ft",
     "wise_ft_sweep",
