@@ -9,6 +9,7 @@ build, intercepted: what the card sweep and the card generator check).
 
 from ._build import SOURCE_HEAD, build, feature_extractor, normalization_layer
 from ._data_rule import FINE_TUNE_FROM, DataDefaults, data_defaults, epochs_for, side_for
+from ._hub import fetch_preset
 from ._hub_cards import card_from_preset
 from ._keras_apps import constructor, instantiate, resolve_tap
 from ._situations import (
@@ -43,6 +44,7 @@ __all__ = [
     "data_defaults",
     "epochs_for",
     "feature_extractor",
+    "fetch_preset",
     "imagenet_weights_file",
     "instantiate",
     "large_different",

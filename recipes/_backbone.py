@@ -19,6 +19,7 @@ from zoo_transfer.errors import BuildArgumentError, WeightsMismatchError
 from zoo_transfer.registry import Card
 
 from ._keras_apps import instantiate
+from ._positions import copy_by_position
 from ._weights import assign_by_name, imagenet_weights_file, read_legacy_h5
 
 
@@ -94,27 +95,6 @@ def _structure(card: Card, *, include_top: bool, input_shape: tuple, **kwargs: A
             return instantiate(
                 card, include_top=include_top, weights="imagenet", input_shape=input_shape, **kwargs
             )
-
-
-def copy_by_position(source: Any, target: Any, *, label: str) -> None:
-    """Copy weights between two builds of one constructor (sizes or tops may differ).
-
-    Layers are paired by position, which also pairs Keras' auto-named layers; the
-    shorter model must be a prefix of the longer one (a missing top), class by class.
-    """
-    pairs = list(zip(source.layers, target.layers, strict=False))
-    for a, b in pairs:
-        if type(a) is not type(b) or [tuple(v.shape) for v in a.weights] != [
-            tuple(v.shape) for v in b.weights
-        ]:
-            raise WeightsMismatchError(
-                f"{label} does not fit {target.name!r}: layer {b.name!r} "
-                f"({type(b).__name__}) meets {a.name!r} ({type(a).__name__}) with weight "
-                f"shapes {[tuple(v.shape) for v in a.weights]}."
-            )
-    for a, b in pairs:
-        for va, vb in zip(a.weights, b.weights, strict=True):
-            vb.assign(va.numpy())
 
 
 def backbone_model(

@@ -299,7 +299,7 @@ def hub_class_base() -> Any:
 def _from_folder(card: Card, cls: Any, folder: Path, size: dict[str, Any]) -> Any:
     """The card's backbone from a preset folder: the preset itself, or its tower copied
     into a build named as the card says (so the card's layer names hold)."""
-    from ._backbone import copy_by_position
+    from ._positions import copy_by_position
 
     class_name, config = read_preset_config(folder)
     check_config(card, class_name, config, str(folder))

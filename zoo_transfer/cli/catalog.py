@@ -228,7 +228,7 @@ def fetch_cmd(names: tuple[str, ...], to: Path | None) -> None:
         except UnknownModelError as exc:
             _fail(str(exc), 2)
         if card.zoo == "hub":
-            from zoo_transfer.recipes._hub import fetch_preset
+            from zoo_transfer.recipes import fetch_preset
 
             try:
                 path = fetch_preset(card, to)
