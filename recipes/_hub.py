@@ -246,6 +246,7 @@ def fetch_preset(card: Card, to: Path | None = None) -> Path:
 
     from ._weights import _reachable
 
+    keras_hub_module()  # kagglehub comes with it: MissingExtraError names the extra
     handle = card.preset or ""
     cached = kaggle_cache_folder(handle)
     if cached is not None and (cached / "config.json").is_file():
