@@ -114,6 +114,20 @@ FAST_HUB_SWEEP = (
 )
 
 
+def pytest_collection_finish(session):
+    """Move everything imported so far out of the garbage collector's reach.
+
+    Keras' `clear_session` (the `fresh_keras` fixture, twice a test) runs `gc.collect()`,
+    which walks every object: with TensorFlow, Keras and keras-hub imported that is half a
+    million, about 0.6 s a call, and more as a worker goes on. Frozen objects are the
+    modules' own, which live as long as the process anyway.
+    """
+    import gc
+
+    gc.collect()
+    gc.freeze()
+
+
 def pytest_generate_tests(metafunc):
     from zoo_transfer.registry import REGISTRY
 
@@ -299,16 +313,35 @@ def color_folder(tmp_path):
     return root
 
 
+HUB_FAMILIES = ("dinov2", "vit", "deit", "clip", "mobilenet", "efficientnet", "resnet")
+
+
 @pytest.fixture(scope="session")
 def hub_presets(tmp_path_factory):
     """Tiny keras-hub presets of each family, saved as preset folders (`save_to_preset`):
     `{family: folder}` with config.json, model.weights.h5 and image_converter.json.
 
-    Random weights, a few thousand parameters each: they stand in for the real presets,
-    which cannot be downloaded here, with the real keras-hub classes and file layout.
+    Random weights, small configs: they stand in for the real presets, which cannot be
+    downloaded here, with the real keras-hub classes and file layout. Made once per
+    run: under xdist the first worker writes them and the others read them.
     """
-    keras_hub = pytest.importorskip("keras_hub", reason="keras-hub (the hub extra) is missing")
+    import fcntl
+
+    pytest.importorskip("keras_hub", reason="keras-hub (the hub extra) is missing")
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "hub-presets"
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not (root / "done").exists():
+            _save_hub_presets(root)
+            (root / "done").write_text("ok\n")
+    return {family: root / f"tiny_{family}" for family in HUB_FAMILIES}
+
+
+def _save_hub_presets(root: Path) -> None:
     import keras
+    import keras_hub
 
     mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
     imagenet = {
@@ -386,8 +419,7 @@ def hub_presets(tmp_path_factory):
             layers.ResNetImageConverter(image_size=(64, 64), **imagenet),
         ),
     }  # fmt: skip
-    root = tmp_path_factory.mktemp("hub-presets")
-    folders = {}
+    assert set(families) == set(HUB_FAMILIES)
     for family, (backbone, converter) in families.items():
         rng = np.random.default_rng(len(family))
         for v in backbone.weights:  # away from the initialisers' zeros and ones
@@ -395,6 +427,4 @@ def hub_presets(tmp_path_factory):
         folder = root / f"tiny_{family}"
         backbone.save_to_preset(str(folder))
         converter.save_to_preset(str(folder))
-        folders[family] = folder
     keras.backend.clear_session()
-    return folders

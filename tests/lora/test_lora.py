@@ -30,12 +30,23 @@ def cards(hub_presets):
     return names
 
 
-@pytest.mark.parametrize("family", ["dinov2", "clip"])
+def test_lora_on_clip_adapts_query_and_value_of_every_block(cards, hub_presets):
+    card = cards["clip"]
+    model = zoo_transfer.build(
+        card.name, num_classes=3, weights=str(hub_presets["clip"]), lora_rank=4
+    )
+    trainable = [v.path for v in model.trainable_variables]
+    adapted = ("lora_kernel", "query/bias", "value/bias")
+    assert all(any(a in p for a in adapted) or p.startswith("head_") for p in trainable)
+    assert sum("lora_kernel" in p for p in trainable) == 2 * 2 * card.kwargs["num_layers"]
+
+
 def test_lora_trains_only_the_adapters_and_the_head_and_saves_on_its_own(
-    family, cards, hub_presets, tmp_path
+    cards, hub_presets, tmp_path
 ):
     import keras
 
+    family = "dinov2"
     card, folder = cards[family], str(hub_presets[family])
     model = zoo_transfer.build(card.name, num_classes=3, weights=folder, lora_rank=4)
     trainable = [v.path for v in model.trainable_variables]
@@ -74,22 +85,20 @@ def test_lora_trains_only_the_adapters_and_the_head_and_saves_on_its_own(
     with pytest.raises(WeightsMismatchError, match="lora_rank"):
         zoo_transfer.load_lora(wrong, adapter)
 
-    if family == "dinov2":  # the whole model, LoRA layers included, in plain Keras
-        model.save(tmp_path / "m.keras")
-        np.save(tmp_path / "x.npy", x)
-        code = (
-            "import json, sys, numpy as np, keras\n"
-            "m = keras.saving.load_model('m.keras')\n"
-            "print(json.dumps([m.predict(np.load('x.npy'), verbose=0).tolist(),"
-            " any(k.startswith('zoo_transfer') for k in sys.modules)]))\n"
-        )
-        run = subprocess.run(
-            [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True
-        )
-        assert run.returncode == 0, run.stderr[-2000:]
-        probs, imported = json.loads(run.stdout.strip().splitlines()[-1])
-        assert imported is False
-        np.testing.assert_allclose(np.array(probs), model.predict(x, verbose=0), atol=1e-5)
+    # the whole model, LoRA layers included, loads in plain Keras
+    model.save(tmp_path / "m.keras")
+    np.save(tmp_path / "x.npy", x)
+    code = (
+        "import json, sys, numpy as np, keras\n"
+        "m = keras.saving.load_model('m.keras')\n"
+        "print(json.dumps([m.predict(np.load('x.npy'), verbose=0).tolist(),"
+        " any(k.startswith('zoo_transfer') for k in sys.modules)]))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    probs, imported = json.loads(run.stdout.strip().splitlines()[-1])
+    assert imported is False
+    np.testing.assert_allclose(np.array(probs), model.predict(x, verbose=0), atol=1e-5)
 
 
 def test_lora_is_refused_where_it_does_not_apply(cards, hub_presets):
