@@ -31,13 +31,17 @@ from ._hub import (
 )
 
 
+def auto_name(class_name: str) -> str:
+    """Keras' automatic name for an instance of a class: `DeiTBackbone` -> `dei_t_backbone`
+    (what a preset's config.json records when keras-hub saved it unnamed)."""
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", class_name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
 def _auto_named(op: Any) -> bool:
     """Whether Keras named `op` itself (`activation_22`): such names change between
     processes, so a card never names them."""
-    snake = re.sub(
-        r"([a-z])([A-Z])", r"\1_\2", re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", type(op).__name__)
-    )
-    return re.fullmatch(rf"{snake.lower()}(_\d+)?", op.name) is not None
+    return re.fullmatch(rf"{auto_name(type(op).__name__)}(_\d+)?", op.name) is not None
 
 
 def _tap_ref(model: Any, tensor: Any) -> str:

@@ -186,15 +186,6 @@ def converter_facts(size: int, mean: list, std: list, interpolation: str) -> dic
     }
 
 
-def _snake(class_name: str) -> str:
-    """Keras' automatic name for an instance of a class: `DeiTBackbone` -> `dei_t_backbone`
-    (what a preset's config.json records when keras-hub saved it unnamed)."""
-    import re
-
-    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", class_name)
-    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
-
-
 def make_card(preset: str, backbone: object | None = None) -> dict:
     """The card dict for `preset`, its parameter count checked against keras-hub's.
 
@@ -203,13 +194,13 @@ def make_card(preset: str, backbone: object | None = None) -> dict:
     """
     import keras_hub
 
-    from zoo_transfer.recipes._hub_cards import hub_card_dict
+    from zoo_transfer.recipes._hub_cards import auto_name, hub_card_dict
 
     arch, tag, aliases, module, upstream, facts, licence = PRESETS[preset]
     converter = TOWERS.get(module) or importlib.import_module(f"keras_hub.src.utils.{module}")
     config = converter.convert_backbone_config(upstream)
     if backbone is None:  # named as keras-hub names it when it saves the preset
-        backbone = converter.backbone_cls(**config, name=_snake(converter.backbone_cls.__name__))
+        backbone = converter.backbone_cls(**config, name=auto_name(converter.backbone_cls.__name__))
     else:
         built = json.loads(json.dumps(backbone.get_config()))
         for key, value in json.loads(json.dumps(config)).items():
