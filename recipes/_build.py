@@ -19,6 +19,7 @@ import numpy as np
 from zoo_transfer.errors import BuildArgumentError, LayerReferenceError
 from zoo_transfer.registry import Card, get_card
 
+from . import stages as _stages
 from ._backbone import backbone_model, supports
 from ._keras_apps import resolve_tap
 from ._weights import _match_variables, assign_by_name
@@ -74,15 +75,23 @@ def _cut_ref(card: Card, cut: Any) -> str:
     """The layer reference for `cut`: a stage name, a stage index, or a layer name."""
     if cut is None:
         return card.feature_layer
+    stage = None
     if isinstance(cut, int) and not isinstance(cut, bool):
-        try:
-            return card.stages[cut].layer
-        except IndexError:
-            pass
+        if -len(card.stages) <= cut < len(card.stages):
+            stage = card.stages[cut]
     elif isinstance(cut, str):
-        if cut in card.stage_names:
-            return card.stage(cut).layer
-        return cut  # a layer name; resolved against the model below
+        if cut not in card.stage_names:
+            return cut  # a layer name; resolved against the model below
+        stage = card.stage(cut)
+    if stage is not None and stage.nested:
+        raise BuildArgumentError(
+            f"{card.name} cannot be cut at {stage.name}: keras-hub runs that block inside "
+            f"the layer {stage.layer.split('/')[0]!r} together with the others, so it has "
+            "no output of its own (it still unfreezes and takes a learning rate of its "
+            f"own). Cut at one of: {', '.join(s.name for s in card.cut_stages)}."
+        )
+    if stage is not None:
+        return stage.layer
     raise BuildArgumentError(
         f"Unknown cut {cut!r} for {card.name}. Use a stage name "
         f"({', '.join(card.stage_names)}), a stage index (0-{len(card.stages) - 1}), or a "
@@ -162,17 +171,12 @@ def new_head(
 def _freeze(backbone: Any, card: Card, trainable_from: Any) -> None:
     """Freeze the backbone; with `trainable_from`, leave that stage and later trainable.
 
-    A frozen BatchNorm layer (`trainable=False`) always runs in inference mode.
+    A frozen BatchNorm layer (`trainable=False`) always runs in inference mode. The
+    units frozen are `stages.units`: a keras-hub encoder's blocks one by one.
     """
     if trainable_from is None:
         backbone.trainable = False
         return
-    if not blocks_are_layers(card) and trainable_from not in (0, card.stages[0].name):
-        raise BuildArgumentError(
-            f"{card.name} runs its transformer blocks inside keras-hub's encoder layer, so "
-            f"trainable_from={trainable_from!r} cannot stop between blocks yet. Use "
-            f"trainable_from={card.stages[0].name!r} (every block trains) or None (frozen)."
-        )
     if isinstance(trainable_from, int) and not isinstance(trainable_from, bool):
         if not -len(card.stages) <= trainable_from < len(card.stages):
             raise BuildArgumentError(
@@ -180,10 +184,15 @@ def _freeze(backbone: Any, card: Card, trainable_from: Any) -> None:
                 f"({len(card.stages)} stages: {', '.join(card.stage_names)})."
             )
         trainable_from = card.stages[trainable_from].name
+    parts = _stages.units(backbone)
     if trainable_from in card.stage_names:
-        i = card.stage_names.index(trainable_from)
-        frozen_end = card.stages[i - 1].layer if i > 0 else None
-        frozen = ancestors(resolve_tap(backbone, frozen_end)) if frozen_end else set()
+        stage_of = _stages.stage_of_layers(backbone, card)
+        order = card.stage_names
+        start = order.index(trainable_from)
+        frozen = {path for path, stage in stage_of.items() if order.index(stage) < start}
+    elif trainable_from in parts and "/" in trainable_from:  # a block: those before it
+        paths = list(parts)
+        frozen = set(paths[: paths.index(trainable_from)])
     else:
         try:
             layer = backbone.get_layer(trainable_from)
@@ -192,22 +201,13 @@ def _freeze(backbone: Any, card: Card, trainable_from: Any) -> None:
                 f"Unknown `trainable_from` {trainable_from!r} for {card.name}: use a stage "
                 f"({', '.join(card.stage_names)}), a stage index, or a layer of the backbone."
             ) from None
-        frozen = set()
+        before: set[int] = set()  # the layers it reads from, directly or not
         for t in layer._inbound_nodes[0].input_tensors:
-            frozen |= ancestors(t)
-    backbone.trainable = True
-    for layer in backbone.layers:
-        layer.trainable = id(layer) not in frozen
-
-
-def blocks_are_layers(card: Card) -> bool:
-    """Whether each stage of `card` ends at a layer of its own, so that freezing can stop
-    between stages. Not so for keras-hub's DINOv2 (its encoder layer returns every
-    block's tokens), ViT and DeiT (one encoder layer runs all blocks)."""
-    if card.tokens is None:
-        return True
-    blocks = [s for s in card.stages if s.name.startswith("block")]
-    return len(blocks) == int(blocks[-1].name[5:]) and not any(":" in s.layer for s in blocks)
+            before |= ancestors(t)
+        frozen = {p for p in parts if id(backbone.get_layer(p.split("/")[0])) in before}
+    backbone.trainable = True  # cascades to every sublayer; then each unit its own state
+    for path, layer in parts.items():
+        layer.trainable = path not in frozen
 
 
 def freeze_batchnorm(backbone: Any) -> None:
@@ -267,7 +267,7 @@ def assemble(
         card, include_top=keep_top, weights=weights, input_shape=input_shape, **kwargs
     )
     if lora_rank is not None:
-        from ._hub import enable_lora
+        from ._lora import enable_lora
 
         if trainable_from is not None:
             raise BuildArgumentError(
@@ -290,7 +290,7 @@ def assemble(
             taps.append(resolve_tap(full, _cut_ref(card, stage)))
         backbone = keras.Model(_image_input(full), [*taps, tap] if taps else tap, name=card.arch)
     backbone.zoo_card = card.name  # the variant; the layer name is the architecture's
-    if lora_rank is None:  # with LoRA, keras-hub froze all but the LoRA weights
+    if lora_rank is None:  # with LoRA, enable_lora froze all but the LoRA weights
         _freeze(backbone, card, trainable_from)
     if bn == "frozen":
         freeze_batchnorm(backbone)
@@ -461,8 +461,9 @@ def build(
             (earlier stages hold more generic features, which transfer further from
             ImageNet: `benchmarks/defaults_sweep.py` measured +1 to +2 points for a
             probe on the last 3-4 stages on three tasks); or a list of stage names.
-        lora_rank: for a keras-hub transformer: LoRA of this rank on the attention
-            query and value projections (keras-hub's `enable_lora`); the rest of the
+        lora_rank: LoRA of this rank: on a keras-hub transformer the attention query
+            and value projections (keras-hub's `enable_lora`), on a CNN every `Conv2D`
+            and `Dense` of the backbone (Keras' layer-level LoRA); the rest of the
             backbone stays frozen. `zoo_transfer.save_lora` keeps the trained LoRA and
             head weights on their own.
 
@@ -518,7 +519,7 @@ def _head_stages(
     card: Card, cut: Any, head_stages: int | Sequence[str], pooling: str, *, keep_top: bool
 ) -> list[str]:
     """The stages before the cut that the head reads besides it (see `build`)."""
-    names = list(card.stage_names)
+    names = [s.name for s in card.cut_stages]  # a block inside an encoder is no cut
     if isinstance(head_stages, bool) or not isinstance(head_stages, (int, list, tuple)):
         raise BuildArgumentError(
             f"Expected head_stages as an int >= 1 or a list of stage names. Received: "
@@ -536,7 +537,7 @@ def _head_stages(
             f"pooling={pooling!r}"
         )
     ref = _cut_ref(card, cut)
-    last = next((i for i, st in enumerate(card.stages) if st.layer == ref), None)
+    last = next((i for i, st in enumerate(card.cut_stages) if st.layer == ref), None)
     if last is None:
         raise BuildArgumentError(
             f"head_stages reads stages up to the cut, but the cut {cut!r} is not a stage of "

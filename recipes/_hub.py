@@ -43,6 +43,14 @@ TOKEN_POOL = {
 TOWER_OF = {"CLIPBackbone": "vision_encoder"}
 # Families whose position embeddings are interpolated to any input size.
 RESIZABLE_TOKENS = {"DINOV2Backbone"}
+# keras-hub encoder layers that run every transformer block in one call: the attribute
+# holding their blocks, in order. `recipes.stages` freezes and groups those blocks one
+# by one, as the stages `block1`..`blockN`.
+BLOCK_LISTS = {
+    "ViTEncoder": "encoder_layers",
+    "DeiTEncoder": "encoder_layers",
+    "DINOV2Encoder": "layers",
+}
 # Config keys that describe where the weights were trained, not the structure.
 _NOT_STRUCTURE = {"name", "trainable", "dtype", "image_shape", "input_shape", "data_format"}
 
@@ -56,6 +64,15 @@ def keras_hub_module() -> Any:
             f"keras-hub is not installed ({exc}), and hub cards build through it. Install "
             f"the extra: {HUB_EXTRA} (Python >= 3.11)."
         ) from None
+
+
+def encoder_blocks(layer: Any) -> list[Any] | None:
+    """The transformer blocks, in order, of a keras-hub encoder layer that runs them all
+    in one call (`BLOCK_LISTS`); None for any other layer."""
+    attr = BLOCK_LISTS.get(type(layer).__name__)
+    if attr is None or not type(layer).__module__.startswith("keras_hub."):
+        return None
+    return list(getattr(layer, attr, None) or []) or None
 
 
 def hub_class(card: Card) -> Any:
@@ -268,28 +285,6 @@ def fetch_preset(card: Card, to: Path | None = None) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copytree(source, dest, dirs_exist_ok=True)
     return dest
-
-
-def enable_lora(card: Card, backbone: Any, rank: Any) -> int:
-    """LoRA on `backbone`'s attention query and value projections (keras-hub's
-    `enable_lora`): every other weight of the backbone frozen. Returns how many layers
-    got LoRA; refuses cards where it does not apply."""
-    if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
-        raise BuildArgumentError(f"Expected `lora_rank` as a positive int. Received: {rank!r}")
-    if card.tokens is None or not hasattr(backbone, "enable_lora"):
-        raise BuildArgumentError(
-            f"lora_rank adapts the attention projections of a keras-hub transformer, and "
-            f"{card.name} is a CNN (Keras has LoRA for Dense and EinsumDense layers, not for "
-            "convolutions). Fine-tune it with trainable_from=STAGE instead."
-        )
-    backbone.enable_lora(rank)
-    count = len(getattr(backbone, "_lora_enabled_layers", []))
-    if not count:
-        raise BuildArgumentError(
-            f"{card.name}: keras-hub found no attention layer to put LoRA on "
-            f"(looked for {backbone.default_lora_layer_names()})."
-        )
-    return count
 
 
 def hub_class_base() -> Any:

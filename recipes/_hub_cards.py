@@ -24,6 +24,7 @@ from zoo_transfer.registry import Card, card_from_dict
 from ._hub import (
     TOKEN_POOL,
     TOWER_OF,
+    encoder_blocks,
     is_preset_folder,
     keras_hub_module,
     read_preset_config,
@@ -77,9 +78,11 @@ def _embedding_layer(backbone: Any) -> Any:
 
 
 def stage_taps(backbone: Any) -> list[tuple[str, Any]]:
-    """`(stage name, tensor)` for each cut point of a keras-hub backbone, in order.
+    """`(stage name, tensor)` for each stage of a keras-hub backbone, in order.
 
     `backbone` must be built at a fixed input size (the strides are read from shapes).
+    A block that runs inside an encoder layer with the others (ViT, DeiT) has no
+    tensor: its entry is `(name, "encoder/block")`, the nested reference.
     """
     import keras
 
@@ -114,6 +117,10 @@ def stage_taps(backbone: Any) -> list[tuple[str, Any]]:
         ]
         if len(per_block) == blocks:
             taps += [(f"block{i}", layer.output) for i, layer in enumerate(per_block, start=1)]
+        for layer in backbone.layers if len(per_block) != blocks else ():
+            inner = encoder_blocks(layer) or []
+            if len(inner) == blocks:  # blocks inside one encoder layer: nested references
+                taps += [(f"block{i}", f"{layer.name}/{b.name}") for i, b in enumerate(inner, 1)]
     taps = [t for t in taps if t[0] != f"block{blocks}"]
     taps.append((f"block{blocks}", output))  # the last block, after the final LayerNorm
     return taps
@@ -191,8 +198,10 @@ def hub_card_dict(
         measured = cls(**{**config, shape_argument(cls): (height, width, 3)})
     stages = []
     tokens = None
-    for name, tensor in stage_taps(measured):
-        shape = tuple(tensor.shape[1:])
+    taps = stage_taps(measured)
+    for name, tensor in taps:
+        nested = isinstance(tensor, str)  # a block inside the encoder: the output's shape
+        shape = tuple((taps[-1][1] if nested else tensor).shape[1:])
         if len(shape) == 3:  # a feature map (H, W, C)
             stride = 1 << ((height // int(shape[0])).bit_length() - 1)  # valid padding rounds down
             grid = (int(shape[0]), int(shape[1]), int(shape[2]))
@@ -203,7 +212,7 @@ def hub_card_dict(
             stride = ph
             prefix = int(shape[0]) - grid[0] * grid[1]
             tokens = {"prefix": prefix, "pool": TOKEN_POOL.get(cls.__name__, "cls")}
-        ref = _tap_ref(measured, tensor)
+        ref = tensor if nested else _tap_ref(measured, tensor)
         stages.append({"name": name, "layer": ref, "stride": stride, "shape": list(grid)})
     if tokens is not None:
         fixed = cls.__name__ not in ("DINOV2Backbone",)

@@ -9,7 +9,7 @@ import importlib
 from typing import Any
 
 from zoo_transfer.errors import CardValidationError, LayerReferenceError
-from zoo_transfer.registry import LAYER_REF_RE, Card
+from zoo_transfer.registry import LAYER_REF_RE, NESTED_REF_RE, Card
 
 
 def constructor(card: Card, source: str = "registry") -> Any:
@@ -95,6 +95,13 @@ def resolve_tap(model: Any, ref: str) -> Any:
     """
     import keras
 
+    nested = NESTED_REF_RE.match(ref)
+    if nested:
+        raise LayerReferenceError(
+            f"{ref!r} is block {nested.group('inner')!r} inside layer "
+            f"{nested.group('outer')!r}, which runs all its blocks in one call: there is no "
+            "tensor of its own to cut at."
+        )
     m = LAYER_REF_RE.match(ref)
     if not m:
         raise LayerReferenceError(f"Bad layer reference {ref!r}: expected 'name' or 'name+N'.")

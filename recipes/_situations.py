@@ -94,9 +94,10 @@ def _loss(num_classes: int) -> str:
 
 def _earlier_stage(card: Card) -> str:
     """The stage before the feature layer: where 'different' data is cut."""
-    if len(card.stages) < 2:
+    cuts = card.cut_stages  # a block inside an encoder layer (ViT) is no cut point
+    if len(cuts) < 2:
         raise BuildArgumentError(f"{card.name} has a single stage; it cannot be cut earlier.")
-    return card.stages[-2].name
+    return cuts[-2].name
 
 
 def _recipe(

@@ -16,6 +16,7 @@ from typing import Any
 from zoo_transfer.errors import LayerReferenceError
 from zoo_transfer.registry import Card, get_card
 
+from ._hub import encoder_blocks
 from ._keras_apps import resolve_tap
 
 HEAD = "head"
@@ -38,12 +39,36 @@ def ancestors(tensor: Any) -> set[int]:
     return seen
 
 
+def units(backbone: Any) -> dict[str, Any]:
+    """The layers that freeze and train as one, by path, from input to output.
+
+    These are the backbone's layers, except that a keras-hub encoder which runs all its
+    transformer blocks in one call (ViT, DeiT, DINOv2) gives its own sublayers instead,
+    as `"encoder/block"`: so such a model freezes, unfreezes and takes learning rates
+    block by block, as the card's stages `block1`..`blockN`.
+    """
+    out: dict[str, Any] = {}
+    for layer in backbone.layers:
+        if encoder_blocks(layer) is None:
+            out[layer.name] = layer
+        else:
+            for sub in layer._flatten_layers(include_self=False, recursive=False):
+                out[f"{layer.name}/{sub.name}"] = sub
+    return out
+
+
 def stage_of_layers(backbone: Any, card: Card) -> dict[str, str]:
-    """Layer name -> stage name for the layers of `backbone` (a model from `build`)."""
+    """Unit path (see `units`) -> stage name, for the backbone of a model from `build`."""
     out: dict[str, str] = {}
     claimed: set[int] = set()
-    last = card.stages[-1].name
+    present: list[str] = []
+    names = {layer.name for layer in backbone.layers}
     for stage in card.stages:
+        if stage.nested:  # a block inside an encoder layer: placed below
+            if stage.layer.split("/", 1)[0] not in names:
+                break
+            present.append(stage.name)
+            continue
         try:
             tap = resolve_tap(backbone, stage.layer)
         except LayerReferenceError:  # cut before this stage: it is not in the backbone
@@ -53,9 +78,24 @@ def stage_of_layers(backbone: Any, card: Card) -> dict[str, str]:
             if id(layer) in deps and id(layer) not in claimed:
                 out[layer.name] = stage.name
         claimed |= deps
-        last = stage.name
+        present.append(stage.name)
+    last = present[-1] if present else card.stages[-1].name
     for layer in backbone.layers:  # after the last stage tap, up to the cut
         out.setdefault(layer.name, last)
+    for layer in backbone.layers:
+        blocks = encoder_blocks(layer)
+        if blocks is None:
+            continue
+        # block i is stage `block{i+1}`; blocks past the cut (they run, but nothing
+        # downstream reads them) go with the last stage; the rest (final norm) with
+        # the last block.
+        by_id = {}
+        for i, block in enumerate(blocks):
+            stage = f"block{i + 1}"
+            by_id[id(block)] = stage if stage in present else last
+        base = out.pop(layer.name)
+        for sub in layer._flatten_layers(include_self=False, recursive=False):
+            out[f"{layer.name}/{sub.name}"] = by_id.get(id(sub), by_id.get(id(blocks[-1]), base))
     return out
 
 
@@ -79,7 +119,7 @@ def find_backbone(model: Any) -> tuple[Any, Card]:
 
 
 def layer_groups(model: Any) -> dict[str, str]:
-    """Layer name -> group (a stage of the card, or `head`) for every weighted layer."""
+    """Unit path (`units`) -> group (a stage of the card, or `head`) for every weighted layer."""
     backbone, card = find_backbone(model)
     groups = {name: stage for name, stage in stage_of_layers(backbone, card).items()}
     for layer in model.layers:

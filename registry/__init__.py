@@ -5,6 +5,7 @@ Installed as `zoo_transfer.registry`. Importing it never imports Keras/TensorFlo
 
 from ._card import (
     LAYER_REF_RE,
+    NESTED_REF_RE,
     Card,
     Preprocessing,
     Stage,
@@ -26,6 +27,7 @@ from .imagenet import imagenet_class_index, imagenet_class_names
 
 __all__ = [
     "LAYER_REF_RE",
+    "NESTED_REF_RE",
     "Card",
     "ENTRY_POINT_GROUP",
     "Preprocessing",

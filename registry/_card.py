@@ -26,7 +26,10 @@ from zoo_transfer.errors import CardValidationError, UnknownStageError
 
 ARCH_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 TAG_RE = re.compile(r"^[a-z0-9][a-z0-9_]*$")
-LAYER_REF_RE = re.compile(r"^(?P<name>[^+:\s]+)(:(?P<index>[0-9]+))?(\+(?P<hops>[1-9][0-9]*))?$")
+LAYER_REF_RE = re.compile(r"^(?P<name>[^+:/\s]+)(:(?P<index>[0-9]+))?(\+(?P<hops>[1-9][0-9]*))?$")
+# A block that runs inside one layer with its siblings (keras-hub's ViT encoder):
+# `outer/inner`, sublayer `inner` of layer `outer`. Not a tensor: no cut there.
+NESTED_REF_RE = re.compile(r"^(?P<outer>[^+:/\s]+)/(?P<inner>[^+:/\s]+)$")
 STAGE_NAME_RE = re.compile(r"^(stem|stage[1-9]|block[1-9][0-9]?)$")
 MODES = ("caffe", "tf", "torch", "builtin", "converter")
 TOKEN_POOLS = ("cls", "mean", "cls_mean")
@@ -99,6 +102,11 @@ class Stage:
     card's stages are its blocks, `block1`..`blockN`, all at the patch size's stride;
     their `shape` is the patch grid and width (H/patch, W/patch, D), and the tensor is
     `(batch, prefix + H/patch * W/patch, D)` with the card's `tokens.prefix` tokens first.
+
+    A block that keras-hub runs inside one encoder layer with the others (ViT, DeiT)
+    has no tensor of its own: its `layer` is `"encoder/block"`, the sublayer, and the
+    stage is `nested`. It can be frozen, unfrozen and given its own learning rate, but
+    not cut at.
     """
 
     name: str
@@ -109,6 +117,11 @@ class Stage:
     @property
     def channels(self) -> int:
         return self.shape[2]
+
+    @property
+    def nested(self) -> bool:
+        """Whether the stage ends inside a layer (`"encoder/block"`): no cut there."""
+        return NESTED_REF_RE.match(self.layer) is not None
 
 
 @dataclass(frozen=True)
@@ -205,6 +218,11 @@ class Card:
     @property
     def stage_names(self) -> tuple[str, ...]:
         return tuple(s.name for s in self.stages)
+
+    @property
+    def cut_stages(self) -> tuple[Stage, ...]:
+        """The stages the network can be cut at (all but the `nested` ones)."""
+        return tuple(s for s in self.stages if not s.nested)
 
     def stage(self, name: str) -> Stage:
         """The stage called `name`; `UnknownStageError` (a `KeyError`) listing the valid
@@ -402,7 +420,9 @@ def _stages(c: _Checker, d: Mapping) -> tuple[Stage, ...]:
             c.fail(key, f"expected an object, got {s!r}")
         sub = c.nested(key)
         name = sub.str_(s, "name", pattern=STAGE_NAME_RE)
-        layer = _check_layer_ref(sub, "layer", s.get("layer"))
+        layer = s.get("layer")
+        if not (isinstance(layer, str) and NESTED_REF_RE.match(layer) and name.startswith("block")):
+            layer = _check_layer_ref(sub, "layer", layer)
         stride = sub.int_(s, "stride", minimum=1)
         if stride & (stride - 1) and not _token_stages(raw):  # a patch may be 14 px
             sub.fail("stride", f"expected a power of two, got {stride}")
@@ -422,6 +442,8 @@ def _stages(c: _Checker, d: Mapping) -> tuple[Stage, ...]:
         if name == "stem" and stages:
             sub.fail("name", "'stem' must be the first stage")
         stages.append(Stage(name=name, layer=layer, stride=stride, shape=shape))
+    if stages[-1].nested:
+        c.fail(f"stages[{len(stages) - 1}]", "the last stage must be a tensor, not 'outer/inner'")
     return tuple(stages)
 
 

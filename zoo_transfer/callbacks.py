@@ -67,9 +67,10 @@ class GradualUnfreezing(keras.callbacks.Callback):
     # ------------------------------------------------------------------ checks
     def _resolve(self) -> None:
         from zoo_transfer.optimizers import GroupedOptimizer
-        from zoo_transfer.recipes.stages import find_backbone, stage_of_layers
+        from zoo_transfer.recipes.stages import find_backbone, stage_of_layers, units
 
         self._backbone, self._card = find_backbone(self.model)
+        self._units = units(self._backbone)  # a keras-hub encoder's blocks one by one
         self._stage_of = stage_of_layers(self._backbone, self._card)
         present = [s for s in self._card.stage_names if s in set(self._stage_of.values())]
         self._present = present
@@ -133,12 +134,12 @@ class GradualUnfreezing(keras.callbacks.Callback):
     def _split_groups(self) -> str | None:
         """A group whose layers would start training at different epochs, if any."""
         start: dict[str, int] = {}
-        for layer in self._backbone.layers:
+        for name, layer in self._units.items():
             if layer.weights and layer.trainable and self._backbone.trainable:
-                start[layer.name] = -1
+                start[name] = -1
         for epoch in sorted(self.schedule):
             for name in self._first_layer(self.schedule[epoch]):
-                layer = self._backbone.get_layer(name)
+                layer = self._units[name]
                 skip = self.bn == "frozen" and isinstance(layer, keras.layers.BatchNormalization)
                 if layer.weights and not skip:
                     start.setdefault(name, epoch)
@@ -160,13 +161,15 @@ class GradualUnfreezing(keras.callbacks.Callback):
             start = self._present.index(what)
             keep = set(self._present[start:])
             return {name for name, stage in self._stage_of.items() if stage in keep}
-        names = [layer.name for layer in self._backbone.layers]
-        if what not in names:
+        names = list(self._units)
+        # a layer split into blocks (`stages.units`) starts at its first block
+        first = next((n for n in names if n == what or n.startswith(f"{what}/")), None)
+        if first is None:
             raise BuildArgumentError(
                 f"GradualUnfreezing: {what!r} is neither a stage of {self._card.name} "
                 f"({', '.join(self._present)}) nor a layer of its backbone."
             )
-        return set(names[names.index(what) :])
+        return set(names[names.index(first) :])
 
     # ------------------------------------------------------------------ events
     def on_train_begin(self, logs: dict | None = None) -> None:
@@ -186,23 +189,23 @@ class GradualUnfreezing(keras.callbacks.Callback):
             names |= self._first_layer(self.schedule[e])
         frozen_now = [
             layer
-            for layer in self._backbone.layers
-            if layer.name in names and layer.weights and not layer.trainable
+            for name, layer in self._units.items()
+            if name in names and layer.weights and not layer.trainable
         ]
         if frozen_now:
             # `trainable` on a container cascades to every layer: set it, then restore
-            # each layer's own state plus the newly unfrozen ones.
+            # each unit's own state plus the newly unfrozen ones.
             before = {
-                layer.name: layer.trainable and self._backbone.trainable
-                for layer in self._backbone.layers
+                name: layer.trainable and self._backbone.trainable
+                for name, layer in self._units.items()
             }
             self._backbone.trainable = True
             keep_bn_frozen = self.bn == "frozen"
-            for layer in self._backbone.layers:
-                unfreeze = layer.name in names and not (
+            for name, layer in self._units.items():
+                unfreeze = name in names and not (
                     keep_bn_frozen and isinstance(layer, keras.layers.BatchNormalization)
                 )
-                layer.trainable = before[layer.name] or unfreeze
+                layer.trainable = before[name] or unfreeze
             self.model.make_train_function(force=True)  # re-trace for the new set
             # and the validation and predict steps: on JAX under a distribution their
             # jitted state shardings list the trainable variables too

@@ -126,10 +126,15 @@ def _potential_variables(model: Any) -> list[Any]:
     return variables
 
 
-def _unit(variable: Any) -> str:
+def _unit(variable: Any, groups: Mapping[str, str] = {}) -> str:  # noqa: B006 (read only)
     """The layer a variable belongs to: `conv1/kernel` -> `conv1`; a sublayer's variable
-    belongs to the model's layer that holds it: `block_1/layer_norm_1/gamma` -> `block_1`."""
-    return variable.path.split("/", 1)[0]
+    belongs to the model's layer that holds it: `block_1/layer_norm_1/gamma` -> `block_1`,
+    unless `groups` names the sublayer itself (a keras-hub encoder's block,
+    `recipes.stages.units`): `vit_encoder/transformer_block_3/...` ->
+    `vit_encoder/transformer_block_3`."""
+    parts = variable.path.split("/", 2)
+    nested = "/".join(parts[:2])
+    return nested if len(parts) > 2 and nested in groups else parts[0]
 
 
 _HEAD = "head"  # the group of the layers outside the backbone (`recipes.stages.HEAD`)
@@ -235,7 +240,7 @@ class GroupedOptimizer(keras.optimizers.MultiOptimizer):
         return self.multipliers.get(group, 1.0)
 
     def _select(self, variable: Any) -> Any:
-        unit = _unit(variable)
+        unit = _unit(variable, self.groups)
         if self.per == "group":
             unit = self.groups.get(unit, unit)
         if unit not in self._by_unit:
@@ -279,7 +284,7 @@ class GroupedOptimizer(keras.optimizers.MultiOptimizer):
 
     def _is_new(self, variable: Any) -> bool:
         """A variable of the new head (`head_*` layers outside the backbone): no w0."""
-        unit = _unit(variable)
+        unit = _unit(variable, self.groups)
         return unit.startswith(_HEAD_PREFIX) and self.groups.get(unit) == _HEAD
 
     def anchors(self) -> dict[str, Any]:

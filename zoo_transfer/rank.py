@@ -264,7 +264,7 @@ def _score(
     label = "imagenet" if weights == "imagenet" else RANDOM if weights is None else str(weights)
     row = RankRow(model=name, weights=label, image_size=images.side)
     card = get_card(name)
-    stage_cuts = list(card.stage_names) if stages else []
+    stage_cuts = [s.name for s in card.cut_stages] if stages else []
     try:
         if weights is None:
             import keras

@@ -1,8 +1,10 @@
-"""LoRA on keras-hub transformers: `build(..., lora_rank=r)`, `save_lora`, `load_lora`.
+"""LoRA: `build(..., lora_rank=r)`, `save_lora`, `load_lora`.
 
-Tiny random presets (`hub_presets`): what trains is the LoRA updates of the attention
-query/value projections and the head; every other backbone weight stays as loaded; the
-adapter file alone restores the trained model; the `.keras` file loads in plain Keras.
+Tiny random presets (`hub_presets`): on a transformer what trains is the LoRA updates of
+the attention query/value projections and the head; on a CNN (keras-hub's or a
+keras.applications card) the LoRA updates of every Conv2D and Dense; every other
+backbone weight (BatchNorm statistics included) stays as loaded; the adapter file alone
+restores the trained model; the `.keras` file loads in plain Keras.
 """
 
 from __future__ import annotations
@@ -85,25 +87,75 @@ def test_lora_trains_only_the_adapters_and_the_head_and_saves_on_its_own(
     with pytest.raises(WeightsMismatchError, match="lora_rank"):
         zoo_transfer.load_lora(wrong, adapter)
 
-    # the whole model, LoRA layers included, loads in plain Keras
-    model.save(tmp_path / "m.keras")
-    np.save(tmp_path / "x.npy", x)
+    # the whole model, LoRA layers included, loads in plain Keras; so does a CNN's
+    cnn, cnn_x = _trained_cnn_lora()
+    expected = {}
+    for stem, m, xs in (("m", model, x), ("cnn", cnn, cnn_x)):
+        m.save(tmp_path / f"{stem}.keras")
+        np.save(tmp_path / f"{stem}.npy", xs)
+        expected[stem] = m.predict(xs, verbose=0)
     code = (
         "import json, sys, numpy as np, keras\n"
-        "m = keras.saving.load_model('m.keras')\n"
-        "print(json.dumps([m.predict(np.load('x.npy'), verbose=0).tolist(),"
-        " any(k.startswith('zoo_transfer') for k in sys.modules)]))\n"
+        "out = {s: keras.saving.load_model(s + '.keras').predict(np.load(s + '.npy'),"
+        " verbose=0).tolist() for s in ('m', 'cnn')}\n"
+        "out['imported'] = any(k.startswith('zoo_transfer') for k in sys.modules)\n"
+        "print(json.dumps(out))\n"
     )
     run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-2000:]
-    probs, imported = json.loads(run.stdout.strip().splitlines()[-1])
-    assert imported is False
-    np.testing.assert_allclose(np.array(probs), model.predict(x, verbose=0), atol=1e-5)
+    loaded = json.loads(run.stdout.strip().splitlines()[-1])
+    assert loaded.pop("imported") is False
+    for stem, probs in loaded.items():
+        np.testing.assert_allclose(np.array(probs), expected[stem], atol=1e-5, err_msg=stem)
+
+
+def _trained_cnn_lora():
+    """MobileNetV3Small (keras.applications, random init, 32 px) with LoRA, fitted once."""
+    import keras
+
+    model = zoo_transfer.build(
+        "mobilenet_v3_small", num_classes=2, weights=None, input_shape=(32, 32, 3), lora_rank=2
+    )
+    x = np.random.default_rng(0).uniform(0, 255, (6, 32, 32, 3)).astype("float32")
+    model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
+    model.fit(x, np.array([0, 1] * 3), epochs=1, verbose=0)
+    return model, x
+
+
+@pytest.mark.parametrize("which", ["keras-hub resnet", "keras.applications mobilenet"])
+def test_lora_on_a_cnn_adapts_its_convolutions_and_nothing_else(which, cards, hub_presets):
+    """Keras' layer-level LoRA on every Conv2D and Dense of a CNN backbone: the kernels and
+    BatchNorm statistics stay as loaded, the low-rank updates and the head train."""
+    import keras
+
+    if which.startswith("keras-hub"):
+        card, weights = cards["resnet"], str(hub_presets["resnet"])
+        name, shape = card.name, card.input_size
+    else:
+        name, weights, shape = "mobilenet_v3_small", None, (32, 32, 3)
+    model = zoo_transfer.build(name, num_classes=2, weights=weights, input_shape=shape, lora_rank=2)
+    backbone = zoo_transfer.recipes.stages.find_backbone(model)[0]
+    convs = [x for x in backbone._flatten_layers() if isinstance(x, keras.layers.Conv2D)]
+    assert convs and all(x.lora_enabled for x in convs)
+    trainable = [v.path for v in model.trainable_variables]
+    assert all("lora_kernel" in p or p.endswith("bias") or p.startswith("head_") for p in trainable)
+    assert sum("lora_kernel" in p for p in trainable) == 2 * len(convs)
+    frozen = {v.path: v.numpy() for v in model.non_trainable_variables}
+    assert any("moving_mean" in p for p in frozen)  # BatchNorm: inference mode, fixed
+    x = np.random.default_rng(0).uniform(0, 255, (6, *shape)).astype("float32")
+    model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
+    before = {v.path: v.numpy() for v in model.trainable_variables if "lora_kernel_b" in v.path}
+    model.fit(x, np.array([0, 1] * 3), epochs=2, verbose=0)
+    for v in model.non_trainable_variables:
+        np.testing.assert_array_equal(v.numpy(), frozen[v.path], err_msg=v.path)
+    assert any(
+        not np.array_equal(v.numpy(), before[v.path])
+        for v in model.trainable_variables
+        if v.path in before
+    )
 
 
 def test_lora_is_refused_where_it_does_not_apply(cards, hub_presets):
-    with pytest.raises(BuildArgumentError, match="is a CNN"):
-        zoo_transfer.build(cards["resnet"].name, num_classes=2, weights=None, lora_rank=4)
     with pytest.raises(BuildArgumentError, match="trainable_from"):
         zoo_transfer.build(
             cards["clip"].name, num_classes=2, weights=None, lora_rank=4, trainable_from="block2"

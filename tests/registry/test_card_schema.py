@@ -88,6 +88,21 @@ def test_good_family_file_loads():
         ({"licence": "MIT"}, "licence", "unknown field"),
         ({"arch": "Res Net"}, "arch", "does not match"),
         ({"params_no_top": 99999999999}, "params_no_top", "more than params"),
+        (  # a nested reference names a block inside an encoder layer: blocks only
+            {"stages": [{"name": "stem", "layer": "enc/b1", "stride": 2, "shape": [1, 1, 1]}]},
+            "stages[0].layer",
+            "layer name",
+        ),
+        (  # and never the last stage, which the feature layer must be
+            {
+                "stages": [
+                    {"name": "stem", "layer": "x", "stride": 16, "shape": [1, 1, 1]},
+                    {"name": "block1", "layer": "enc/b1", "stride": 16, "shape": [1, 1, 1]},
+                ]
+            },
+            "stages[1]",
+            "must be a tensor",
+        ),
     ],
 )
 def test_malformed_card_names_file_card_and_field(changes, field, words):
@@ -121,3 +136,11 @@ def test_registry_with_a_malformed_card_file_names_it(tmp_path):
 def test_cards_are_hashable_and_compare_by_value():
     card = get_card("resnet50")
     assert {card: 1}[get_card("ResNet50")] == 1
+
+
+def test_a_nested_block_stage_is_no_cut_point():
+    """ViT's blocks run inside keras-hub's encoder layer: stages, but not cut stages."""
+    card = get_card("vit_base_patch16_224")
+    assert card.stage("block3").nested and card.stage("block3").layer.endswith("_3")
+    assert [s.name for s in card.cut_stages] == ["stem", "block12"]
+    assert not any(s.nested for s in get_card("resnet50").stages)

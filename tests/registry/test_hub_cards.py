@@ -55,6 +55,7 @@ def _problems(card, backbone) -> list[str]:
     """What in `card` disagrees with the built keras-hub `backbone` and keras-hub's list."""
     import keras
 
+    from zoo_transfer.recipes._hub import encoder_blocks
     from zoo_transfer.recipes._keras_apps import resolve_tap
 
     problems = []
@@ -64,7 +65,15 @@ def _problems(card, backbone) -> list[str]:
     if published["kaggle_handle"] != card.preset:
         problems.append(f"preset: keras-hub's handle is {published['kaggle_handle']}")
     image = keras.tree.flatten(backbone.input)[0]
-    taps = [resolve_tap(backbone, stage.layer) for stage in card.stages]
+    for stage in card.stages:
+        if stage.nested:  # block K of an encoder layer that runs them all in one call
+            outer, inner = stage.layer.split("/")
+            blocks = encoder_blocks(backbone.get_layer(outer)) or []
+            k = int(stage.name[5:])
+            if len(blocks) < k or blocks[k - 1].name != inner:
+                problems.append(f"{stage.name} ({stage.layer}) is not block {k} of {outer}")
+    # a nested block's tokens have the shape of the last block's
+    taps = [resolve_tap(backbone, (card.stages[-1] if s.nested else s).layer) for s in card.stages]
     shapes = keras.Model(image, taps).compute_output_shape((1, *card.input_size))
     for stage, shape in zip(card.stages, shapes, strict=True):
         if card.tokens is None:
@@ -103,6 +112,13 @@ def test_a_wrong_fact_is_caught(fresh_keras):
         dataclasses.replace(card, stages=(*card.stages[:-1], last)),
         dataclasses.replace(card, preset=card.preset[:-1] + "9"),
     ]
+    vit = get_card("vit_base_patch16_224")
+    vit_blocks = list(vit.stages)
+    vit_blocks[1], vit_blocks[2] = (
+        dataclasses.replace(vit_blocks[1], layer=vit_blocks[2].layer),
+        dataclasses.replace(vit_blocks[2], layer=vit_blocks[1].layer),
+    )
+    assert _problems(dataclasses.replace(vit, stages=tuple(vit_blocks)), _build(vit))
     dino = get_card("dinov2_small")
     swapped = (*dino.stages[:2], dataclasses.replace(dino.stages[2], layer=dino.stages[3].layer))
     assert _problems(dataclasses.replace(dino, stages=(*swapped, *dino.stages[3:])), _build(dino))
