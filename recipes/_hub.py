@@ -43,14 +43,6 @@ TOKEN_POOL = {
 TOWER_OF = {"CLIPBackbone": "vision_encoder"}
 # Families whose position embeddings are interpolated to any input size.
 RESIZABLE_TOKENS = {"DINOV2Backbone"}
-# keras-hub encoder layers that run every transformer block in one call: the attribute
-# holding their blocks, in order. `recipes.stages` freezes and groups those blocks one
-# by one, as the stages `block1`..`blockN`.
-BLOCK_LISTS = {
-    "ViTEncoder": "encoder_layers",
-    "DeiTEncoder": "encoder_layers",
-    "DINOV2Encoder": "layers",
-}
 # Config keys that describe where the weights were trained, not the structure.
 _NOT_STRUCTURE = {"name", "trainable", "dtype", "image_shape", "input_shape", "data_format"}
 
@@ -64,15 +56,6 @@ def keras_hub_module() -> Any:
             f"keras-hub is not installed ({exc}), and hub cards build through it. Install "
             f"the extra: {HUB_EXTRA} (Python >= 3.11)."
         ) from None
-
-
-def encoder_blocks(layer: Any) -> list[Any] | None:
-    """The transformer blocks, in order, of a keras-hub encoder layer that runs them all
-    in one call (`BLOCK_LISTS`); None for any other layer."""
-    attr = BLOCK_LISTS.get(type(layer).__name__)
-    if attr is None or not type(layer).__module__.startswith("keras_hub."):
-        return None
-    return list(getattr(layer, attr, None) or []) or None
 
 
 def hub_class(card: Card) -> Any:

@@ -21,10 +21,10 @@ from typing import Any
 from zoo_transfer.errors import BuildArgumentError
 from zoo_transfer.registry import Card, card_from_dict
 
+from ._encoders import encoder_blocks
 from ._hub import (
     TOKEN_POOL,
     TOWER_OF,
-    encoder_blocks,
     is_preset_folder,
     keras_hub_module,
     read_preset_config,

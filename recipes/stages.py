@@ -16,7 +16,7 @@ from typing import Any
 from zoo_transfer.errors import LayerReferenceError
 from zoo_transfer.registry import Card, get_card
 
-from ._hub import encoder_blocks
+from ._encoders import encoder_blocks
 from ._keras_apps import resolve_tap
 
 HEAD = "head"

@@ -114,6 +114,16 @@ FAST_HUB_SWEEP = (
 )
 
 
+def pytest_runtest_logreport(report):
+    """With `ZOO_TRANSFER_TEST_TIMES=FILE`, append each phase's time as it ends:
+    `nodeid<TAB>phase<TAB>seconds<TAB>outcome`, so a run cut short still says where its
+    time went (`--durations` prints only at the end)."""
+    path = os.environ.get("ZOO_TRANSFER_TEST_TIMES")
+    if path and not os.environ.get("PYTEST_XDIST_WORKER"):  # the controller writes
+        with open(path, "a") as f:
+            f.write(f"{report.nodeid}\t{report.when}\t{report.duration:.2f}\t{report.outcome}\n")
+
+
 def pytest_collection_finish(session):
     """Move everything imported so far out of the garbage collector's reach.
 

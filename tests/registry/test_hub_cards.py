@@ -55,7 +55,7 @@ def _problems(card, backbone) -> list[str]:
     """What in `card` disagrees with the built keras-hub `backbone` and keras-hub's list."""
     import keras
 
-    from zoo_transfer.recipes._hub import encoder_blocks
+    from zoo_transfer.recipes._encoders import encoder_blocks
     from zoo_transfer.recipes._keras_apps import resolve_tap
 
     problems = []
