@@ -305,9 +305,10 @@ def assemble(
             x = keras.layers.Activation("linear", dtype="float32", name="head_output")(x)
     else:
         maps = list(x) if head_stages else [x]
-        if len(maps[-1].shape) == 2 and head_layers[0].name in ("head_pool", "head_flatten"):
-            head_layers = head_layers[1:]  # the cut is already pooled
-        elif card.tokens is not None and len(maps[-1].shape) == 3:
+        pooled = len(maps[-1].shape) == 2  # the cut is already pooled
+        if pooled and not head_stages and head_layers[0].name in ("head_pool", "head_flatten"):
+            head_layers = head_layers[1:]
+        elif card.tokens is not None:  # token maps, and a pooled cut (SigLIP's head) as it is
             x = _pool_tokens(maps, [*head_stages, ""], card.tokens.prefix, pooling)
             head_layers = head_layers[1:]
         elif head_stages or pooling == "avgmax":
@@ -360,7 +361,8 @@ def _pool_tokens(maps: list[Any], stages: list[str], prefix: int, pooling: str) 
     `cls`: the first token; `mean`/`avg`: the mean of the patch tokens; `max`: their
     maximum; `avgmax`: both; `cls_mean`: the class token and the patch mean (DINOv2's
     linear-probe features). Core layers only (`Cropping1D`, `Flatten`, global pooling),
-    so the saved model needs no custom class; layer names start with `head_`.
+    so the saved model needs no custom class; layer names start with `head_`. A map
+    already pooled by the model's own layer (`(batch, D)`: SigLIP's head) joins as it is.
     """
     import keras
 
@@ -371,6 +373,9 @@ def _pool_tokens(maps: list[Any], stages: list[str], prefix: int, pooling: str) 
         )
     pooled = []
     for stage, tokens in zip(stages, maps, strict=True):
+        if len(tokens.shape) == 2:
+            pooled.append(tokens)
+            continue
         suffix = f"_{stage}" if stage else ""
         count = int(tokens.shape[1])
         if pooling in ("cls", "cls_mean"):
@@ -443,7 +448,9 @@ def build(
             pooling side by side: +1 point for a probe on two of three tasks of the
             defaults sweep) or `"flatten"`. A transformer card (keras-hub) pools its
             tokens: `"cls"` (class token), `"mean"`/`"avg"` (patch tokens), `"max"`,
-            `"avgmax"`, or `"cls_mean"`; its default is the card's `tokens.pool`.
+            `"avgmax"`, or `"cls_mean"`; its default is the card's `tokens.pool`. Where
+            the card's feature layer is the model's own pooling layer (SigLIP), the
+            default cut is pooled already and `pooling` applies to blocks.
         weights: `"imagenet"` (Keras' cache, hash checked), a `.h5`/`.weights.h5` file,
             a TensorFlow.js folder, or `None`.
         input_shape: `(H, W, 3)`; defaults to the card's size; `(None, None, 3)` takes
@@ -482,6 +489,11 @@ def build(
         raise BuildArgumentError(
             f"pooling={pooling!r} pools a transformer's tokens, and {card.name} is a CNN. "
             f"Use one of {POOLINGS}."
+        )
+    elif card.tokens is not None and card.tokens.prefix == 0 and pooling in ("cls", "cls_mean"):
+        raise BuildArgumentError(
+            f"pooling={pooling!r} reads a class token, and {card.name} has none (all its "
+            "tokens are patches). Use 'mean', 'max' or 'avgmax'."
         )
     if num_classes is None:
         if cut is not None:
@@ -538,6 +550,8 @@ def _head_stages(
         )
     ref = _cut_ref(card, cut)
     last = next((i for i, st in enumerate(card.cut_stages) if st.layer == ref), None)
+    if last is None and ref == card.feature_layer:  # the model's own pooling, after them all
+        last = len(names)
     if last is None:
         raise BuildArgumentError(
             f"head_stages reads stages up to the cut, but the cut {cut!r} is not a stage of "
@@ -549,8 +563,9 @@ def _head_stages(
         return names[max(0, last + 1 - head_stages) : last]
     unknown = [st for st in head_stages if st not in names[: last + 1]]
     if unknown:
+        at = names[last] if last < len(names) else ref
         raise BuildArgumentError(
-            f"Unknown head stage {unknown[0]!r} for {card.name} cut at {names[last]!r}. "
+            f"Unknown head stage {unknown[0]!r} for {card.name} cut at {at!r}. "
             f"Choose among: {', '.join(names[: last + 1])}."
         )
     return [st for st in names[:last] if st in head_stages]

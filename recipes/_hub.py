@@ -33,14 +33,17 @@ KAGGLE = "https://www.kaggle.com"
 
 # How each transformer family summarises an image from its tokens (the pretrained
 # model's own pooling): class token, mean of patch tokens, or both (DINOv2's probe).
+# SigLIP pools with a layer of its own (an attention-pooling head, the card's feature
+# layer); its entry says how a cut at a block pools: it has no class token.
 TOKEN_POOL = {
     "DINOV2Backbone": "cls_mean",
     "ViTBackbone": "cls",
     "DeiTBackbone": "cls",
     "CLIPVisionEncoder": "cls",
+    "SigLIPVisionEncoder": "mean",
 }
 # Presets whose image model is one tower of a two-tower backbone: the attribute.
-TOWER_OF = {"CLIPBackbone": "vision_encoder"}
+TOWER_OF = {"CLIPBackbone": "vision_encoder", "SigLIPBackbone": "vision_encoder"}
 # Families whose position embeddings are interpolated to any input size.
 RESIZABLE_TOKENS = {"DINOV2Backbone"}
 # Config keys that describe where the weights were trained, not the structure.
@@ -136,8 +139,9 @@ def _class_name(card: Card) -> str:
 def tower(card: Card, class_name: str, config: dict[str, Any]) -> tuple[str | None, Any]:
     """`(attribute, config)` of the card's model inside a preset's backbone.
 
-    A CLIP preset is a `CLIPBackbone` holding the image tower (`vision_encoder`, a
-    `CLIPVisionEncoder`) beside the text tower: a card of the tower loads it from there.
+    A CLIP (SigLIP) preset is a `CLIPBackbone` (`SigLIPBackbone`) holding the image tower
+    (`vision_encoder`, a `CLIPVisionEncoder`) beside the text tower: a card of the tower
+    loads it from there.
     `(None, config)` when the preset is the card's class itself.
     """
     want = _class_name(card)

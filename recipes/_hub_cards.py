@@ -9,7 +9,11 @@ Stages: a backbone with a feature pyramid (ResNet `P2`..`P5`) gives `stem` and
 `stageK` at stride 2**(K+1); a transformer gives `stem` (the patch embedding) and its
 blocks `block1`..`blockN` where keras-hub exposes each block's tokens (DINOv2), else the
 last block only (keras-hub's ViT and DeiT encoders run every block as one layer). The
-last stage is the backbone's output (after its final LayerNorm).
+last stage is the backbone's output (after its final LayerNorm), or, for a transformer
+whose pretrained pooling is a layer of its own (SigLIP's attention-pooling head), the
+tokens that layer reads: the card's feature layer is then that layer's pooled output.
+Token counts are traced through the layers' computation, not read from what they
+declare (keras-hub's SigLIP embedding declares a class token that it does not make).
 """
 
 from __future__ import annotations
@@ -77,16 +81,43 @@ def _embedding_layer(backbone: Any) -> Any:
     return next(x for x in backbone.layers if not isinstance(x, keras.layers.InputLayer))
 
 
+def pooled_output(backbone: Any) -> Any | None:
+    """The backbone's output when a layer of its own pools the tokens into one vector
+    (`(batch, D)`: SigLIP's attention-pooling head), else None."""
+    import keras
+
+    output = keras.tree.flatten(backbone.output)[0]
+    return output if len(output.shape) == 2 else None
+
+
+def _pooled_tokens(pooled: Any) -> Any | None:
+    """The token map `(batch, T, D)` that the layer making `pooled` reads (through
+    single-input layers), or None."""
+    tensor = pooled
+    while len(tensor.shape) != 3:
+        op, node_index, _ = tensor._keras_history
+        inputs = op._inbound_nodes[node_index].input_tensors
+        if len(inputs) != 1:
+            return None
+        tensor = inputs[0]
+    return tensor
+
+
 def stage_taps(backbone: Any) -> list[tuple[str, Any]]:
     """`(stage name, tensor)` for each stage of a keras-hub backbone, in order.
 
     `backbone` must be built at a fixed input size (the strides are read from shapes).
     A block that runs inside an encoder layer with the others (ViT, DeiT) has no
-    tensor: its entry is `(name, "encoder/block")`, the nested reference.
+    tensor: its entry is `(name, "encoder/block")`, the nested reference. A backbone
+    whose output is pooled by a layer of its own (`pooled_output`) ends its stages at
+    the tokens that layer reads.
     """
     import keras
 
     output = keras.tree.flatten(backbone.output)[0]
+    tokens = _pooled_tokens(output) if len(output.shape) == 2 else None
+    if tokens is not None:  # the stages end where the model's own pooling layer reads
+        output = tokens
     pyramid = _pyramid(backbone)
     if pyramid and all(re.fullmatch(r"P\d+", k) for k in pyramid):
         taps = []
@@ -107,7 +138,7 @@ def stage_taps(backbone: Any) -> list[tuple[str, Any]]:
     if pyramid:  # DINOv2: stem, stage1..stageN = the embedding and each block's tokens
         for key in sorted((k for k in pyramid if k != "stem"), key=lambda k: int(k[5:])):
             taps.append((f"block{int(key[5:])}", pyramid[key]))
-    else:  # one layer per block (CLIP), or one encoder layer for all (ViT, DeiT)
+    else:  # one layer per block (CLIP, SigLIP), or one encoder layer for all (ViT, DeiT)
         per_block = [
             layer
             for layer in backbone.layers
@@ -124,6 +155,26 @@ def stage_taps(backbone: Any) -> list[tuple[str, Any]]:
     taps = [t for t in taps if t[0] != f"block{blocks}"]
     taps.append((f"block{blocks}", output))  # the last block, after the final LayerNorm
     return taps
+
+
+def traced_shapes(model: Any, tensors: list[Any], input_shape: tuple | None = None) -> list[tuple]:
+    """The shapes (batch left out) that `tensors` of `model` take for one image of
+    `input_shape` (default: the model's), traced through the layers' own computation.
+
+    A Keras tensor's `.shape` is what each layer declares (`compute_output_shape`), which
+    can be wrong: keras-hub 0.32's SigLIP embedding declares CLIP's class token (197
+    tokens at 224 px) but makes 196. No weight is read; the model's variables may be
+    uninitialised, and stay so (Keras' tracing would otherwise initialise them all).
+    """
+    import keras
+    from keras.src.backend import compute_output_spec  # no public name in Keras 3
+
+    image = keras.tree.flatten(model.input)[0]
+    probe = keras.Model(image, list(tensors))
+    with keras.StatelessScope(initialize_variables=False):
+        x = keras.KerasTensor((1, *(input_shape or image.shape[1:])), image.dtype)
+        specs = compute_output_spec(probe, x)
+    return [tuple(int(d) for d in spec.shape[1:]) for spec in keras.tree.flatten(specs)]
 
 
 def _taps_by_stride(backbone: Any) -> list[tuple[str, Any]]:
@@ -185,7 +236,10 @@ def hub_card_dict(
 
     `converter` is the preset's image converter config (`image_size`, `scale`,
     `offset`, `interpolation`). `params` overrides the count read from `backbone`
-    (the generator passes keras-hub's own figure after checking they agree).
+    (the generator passes keras-hub's own figure after checking they agree). The
+    feature layer is the last stage's, or, where the backbone pools its tokens with a
+    layer of its own (`pooled_output`), that layer: `build`'s default head then reads
+    the pretrained model's own image embedding.
     """
     cls = type(backbone)
     # `name` stays: some backbones (DINOv2) prefix their layer names with it, and a preset's
@@ -199,9 +253,14 @@ def hub_card_dict(
     stages = []
     tokens = None
     taps = stage_taps(measured)
+    # token counts are traced (see `traced_shapes`); feature maps are as their layers declare
+    blocks = [t for _, t in taps if not isinstance(t, str) and len(t.shape) == 3]
+    shapes = traced_shapes(measured, blocks) if blocks else []
+    traced = dict(zip(map(id, blocks), shapes, strict=True))
     for name, tensor in taps:
         nested = isinstance(tensor, str)  # a block inside the encoder: the output's shape
-        shape = tuple((taps[-1][1] if nested else tensor).shape[1:])
+        tap = taps[-1][1] if nested else tensor
+        shape = traced.get(id(tap), tuple(tap.shape[1:]))
         if len(shape) == 3:  # a feature map (H, W, C)
             stride = 1 << ((height // int(shape[0])).bit_length() - 1)  # valid padding rounds down
             grid = (int(shape[0]), int(shape[1]), int(shape[2]))
@@ -220,6 +279,8 @@ def hub_card_dict(
     else:
         smallest = [32, 32, 3]
     count = int(params if params is not None else backbone.count_params())
+    # the model's own pooling layer, when it has one, gives the default features
+    pooled = pooled_output(measured) if tokens is not None else None
     card = {
         "arch": arch,
         "tag": tag,
@@ -232,7 +293,7 @@ def hub_card_dict(
         "min_input_size": smallest,
         "preprocessing": converter_preprocessing(converter),
         "stages": stages,
-        "feature_layer": stages[-1]["layer"],
+        "feature_layer": stages[-1]["layer"] if pooled is None else _tap_ref(measured, pooled),
         "head_layers": [],
         "num_classes": 0,
         "params": count,
@@ -285,7 +346,7 @@ def card_from_preset(
             "with `backbone.save_to_preset(folder)`, or fetch one with `zoo-transfer fetch`."
         )
     class_name, config = read_preset_config(path)
-    if class_name in TOWER_OF:  # CLIP: the card is the image tower of the preset
+    if class_name in TOWER_OF:  # CLIP, SigLIP: the card is the image tower of the preset
         nested = config[TOWER_OF[class_name]]
         class_name, config = nested["class_name"], dict(nested["config"])
     cls = getattr(keras_hub.models, class_name, None)

@@ -171,6 +171,10 @@ class Card:
     (MobileNetV2 at each width and resolution), and the first tag registered for an
     arch is its default, so `get_card("mobilenet_v2")` works.
 
+    `feature_layer` (what `build` reads by default) is the last stage's layer; a
+    transformer card may name instead the layer after it that pools the tokens into one
+    vector, the pretrained model's own image embedding (SigLIP's attention-pooling head).
+
     ```python
     card = zoo_transfer.get_card("resnet50")
     card.input_size          # (224, 224, 3)
@@ -561,10 +565,15 @@ def card_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> Card:
         c.fail("min_input_size", f"{min_input_size} is larger than input_size {input_size}")
     stages = _stages(c, data)
     feature_layer = _check_layer_ref(c, "feature_layer", data.get("feature_layer"))
-    if stages[-1].layer != feature_layer:
+    own_pooling = data.get("tokens") is not None  # a transformer's pooling layer after it
+    if stages[-1].layer != feature_layer and (
+        not own_pooling or feature_layer in {s.layer for s in stages}
+    ):
+        pooling = ", or a transformer's own pooling layer after it" if own_pooling else ""
         c.fail(
             "feature_layer",
-            f"must be the layer of the last stage ({stages[-1].layer!r}), got {feature_layer!r}",
+            f"must be the layer of the last stage ({stages[-1].layer!r}){pooling}, "
+            f"got {feature_layer!r}",
         )
     params = c.int_(data, "params", minimum=1)
     params_no_top = c.int_(data, "params_no_top", minimum=1)

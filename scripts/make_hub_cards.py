@@ -77,17 +77,51 @@ CLIP_TEXT_B = {"vocab_size": 49408, "hidden_size": 512, "num_hidden_layers": 12,
 CLIP_MEAN, CLIP_STD = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]
 
 
-class _ClipTower:
-    """CLIP's image tower, as keras-hub's CLIP conversion builds it (its tools/ script)."""
+class _ImageTower:
+    """The image tower of a two-tower keras-hub model (`whole`: the `vision` and `text`
+    encoders), configured as keras-hub's conversion script for the family does (its
+    tools/checkpoint_conversion/convert_*_checkpoints.py)."""
+
+    whole = vision = text = ""  # keras_hub.models class names
 
     @property
     def backbone_cls(self):
         import keras_hub
 
-        return keras_hub.models.CLIPVisionEncoder
+        return getattr(keras_hub.models, self.vision)
 
-    @staticmethod
-    def convert_backbone_config(upstream: dict) -> dict:
+    def convert_backbone_config(self, upstream: dict) -> dict:
+        raise NotImplementedError
+
+    def text_config(self, upstream: dict) -> dict:
+        raise NotImplementedError
+
+    def whole_kwargs(self, upstream: dict) -> dict:
+        return {}
+
+    def published_count(self, upstream: dict, tower) -> int:
+        """The whole model's count (what keras-hub publishes for these presets): both
+        towers and what joins them, built without initialising a weight."""
+        import keras
+        import keras_hub
+
+        # initialising would cost seconds and gigabytes (SigLIP 2's 256k-token vocabulary);
+        # the variables stay pending until the caller's `keras.backend.clear_session()`
+        with keras.StatelessScope(initialize_variables=False):
+            text = getattr(keras_hub.models, self.text)(**self.text_config(upstream))
+            vision = self.backbone_cls(**self.convert_backbone_config(upstream))
+            full = getattr(keras_hub.models, self.whole)(
+                vision, text, **self.whole_kwargs(upstream)
+            )
+        return full.count_params()
+
+
+class _ClipTower(_ImageTower):
+    """CLIP's image tower (keras-hub's convert_clip_checkpoints.py)."""
+
+    whole, vision, text = "CLIPBackbone", "CLIPVisionEncoder", "CLIPTextEncoder"
+
+    def convert_backbone_config(self, upstream: dict) -> dict:
         v = upstream["vision"]
         size = v["image_size"]
         return {
@@ -97,26 +131,64 @@ class _ClipTower:
             "intermediate_activation": v["hidden_act"], "image_shape": (size, size, 3),
         }  # fmt: skip
 
-    def published_count(self, upstream: dict, tower) -> int:
-        """The whole CLIP model's count (what keras-hub publishes): both towers and the
-        projections, built without initialising a weight."""
-        import keras
-        import keras_hub
-
+    def text_config(self, upstream: dict) -> dict:
         t = upstream["text"]
-        with keras.StatelessScope():
-            text = keras_hub.models.CLIPTextEncoder(
-                vocabulary_size=t["vocab_size"], embedding_dim=t["hidden_size"],
-                hidden_dim=t["hidden_size"], num_layers=t["num_hidden_layers"],
-                num_heads=t["num_attention_heads"], intermediate_dim=t["intermediate_size"],
-                intermediate_activation=t["hidden_act"],
-                max_sequence_length=t["max_position_embeddings"],
-            )  # fmt: skip
-            vision = self.backbone_cls(**self.convert_backbone_config(upstream))
-            full = keras_hub.models.CLIPBackbone(
-                vision, text, projection_dim=upstream["projection_dim"]
-            )
-        return full.count_params()
+        return {
+            "vocabulary_size": t["vocab_size"], "embedding_dim": t["hidden_size"],
+            "hidden_dim": t["hidden_size"], "num_layers": t["num_hidden_layers"],
+            "num_heads": t["num_attention_heads"], "intermediate_dim": t["intermediate_size"],
+            "intermediate_activation": t["hidden_act"],
+            "max_sequence_length": t["max_position_embeddings"],
+        }  # fmt: skip
+
+    def whole_kwargs(self, upstream: dict) -> dict:
+        return {"projection_dim": upstream["projection_dim"]}
+
+
+def _gelu(name: str) -> str:
+    """keras-hub's name for a Hugging Face activation (SigLIP's conversion renames one)."""
+    return "gelu_approximate" if name == "gelu_pytorch_tanh" else name
+
+
+class _SigLIPTower(_ImageTower):
+    """SigLIP's image tower (keras-hub's convert_siglip_checkpoints.py)."""
+
+    whole, vision, text = "SigLIPBackbone", "SigLIPVisionEncoder", "SigLIPTextEncoder"
+
+    def convert_backbone_config(self, upstream: dict) -> dict:
+        v = upstream["vision"]
+        size = v["image_size"]
+        return {
+            "patch_size": v["patch_size"], "hidden_dim": v["hidden_size"],
+            "num_layers": v["num_hidden_layers"], "num_heads": v["num_attention_heads"],
+            "intermediate_dim": v["intermediate_size"],
+            "intermediate_activation": _gelu(v["hidden_act"]),
+            "layer_norm_epsilon": v["layer_norm_eps"], "image_shape": (size, size, 3),
+        }  # fmt: skip
+
+    def text_config(self, upstream: dict) -> dict:
+        t = upstream["text"]
+        return {
+            "vocabulary_size": t["vocab_size"], "embedding_dim": t["hidden_size"],
+            "hidden_dim": t["hidden_size"], "num_layers": t["num_hidden_layers"],
+            "num_heads": t["num_attention_heads"], "intermediate_dim": t["intermediate_size"],
+            "intermediate_activation": _gelu(t["hidden_act"]),
+            "layer_norm_epsilon": t["layer_norm_eps"],
+            "max_sequence_length": t["max_position_embeddings"],
+            "projection_dim": t.get("projection_size"),
+        }  # fmt: skip
+
+
+def _siglip(vocab: int) -> dict:
+    """google/siglip-base-patch16-224 and google/siglip2-base-patch16-224 config.json on
+    Hugging Face: the same base towers (ViT-B/16 at 224 px, a 64-token text encoder);
+    SigLIP 2's text vocabulary is Gemma's (256k), SigLIP's 32k."""
+    tower = {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
+             "intermediate_size": 3072, "hidden_act": "gelu_pytorch_tanh",
+             "layer_norm_eps": 1e-6}  # fmt: skip
+    vision = {**tower, "patch_size": 16, "image_size": 224}
+    text = {**tower, "vocab_size": vocab, "max_position_embeddings": 64}
+    return {"vision": vision, "text": text}
 
 
 def _timm(architecture: str) -> dict:
@@ -172,8 +244,16 @@ PRESETS = {
     "clip_vit_base_patch16": (
         "clip_vit_base_patch16", "openai", (), "clip",
         _clip(16, 768, 12, 12, 3072, CLIP_TEXT_B), (224, CLIP_MEAN, CLIP_STD, "bicubic"), "MIT"),
+    # keras-hub's SigLIP conversion writes a bicubic, antialiased converter for every preset
+    "siglip_base_patch16_224": (
+        "siglip_base_patch16_224", "webli", (), "siglip", _siglip(32000),
+        (224, HALF, HALF, "bicubic"), "Apache-2.0"),
+    "siglip2_base_patch16_224": (
+        "siglip2_base_patch16_224", "webli", (), "siglip", _siglip(256000),
+        (224, HALF, HALF, "bicubic"), "Apache-2.0"),
 }  # fmt: skip
-TOWERS = {"clip": _ClipTower()}  # presets whose image model is one tower of the backbone
+# presets whose image model is one tower of the backbone
+TOWERS = {"clip": _ClipTower(), "siglip": _SigLIPTower()}
 
 
 def converter_facts(size: int, mean: list, std: list, interpolation: str) -> dict:
@@ -192,6 +272,7 @@ def make_card(preset: str, backbone: object | None = None) -> dict:
     `backbone`: an already built backbone to read (the tests pass theirs); its config
     must be the one keras-hub's converter makes from the upstream config.
     """
+    import keras
     import keras_hub
 
     from zoo_transfer.recipes._hub_cards import auto_name, hub_card_dict
@@ -199,8 +280,11 @@ def make_card(preset: str, backbone: object | None = None) -> dict:
     arch, tag, aliases, module, upstream, facts, licence = PRESETS[preset]
     converter = TOWERS.get(module) or importlib.import_module(f"keras_hub.src.utils.{module}")
     config = converter.convert_backbone_config(upstream)
-    if backbone is None:  # named as keras-hub names it when it saves the preset
-        backbone = converter.backbone_cls(**config, name=auto_name(converter.backbone_cls.__name__))
+    if backbone is None:  # named as keras-hub names it when it saves the preset; only the
+        # structure is read, so no weight is initialised (until keras.backend.clear_session)
+        with keras.StatelessScope(initialize_variables=False):
+            name = auto_name(converter.backbone_cls.__name__)
+            backbone = converter.backbone_cls(**config, name=name)
     else:
         built = json.loads(json.dumps(backbone.get_config()))
         for key, value in json.loads(json.dumps(config)).items():

@@ -108,6 +108,7 @@ FAST_HUB_SWEEP = (
     "vit_base_patch16_224",
     "deit_tiny",
     "clip_vit_base_patch32",
+    "siglip_base_patch16_224",
     "hub_resnet18",
     "hub_efficientnet_b0",
     "hub_mobilenet_v3_small_100",
@@ -354,7 +355,7 @@ def color_folder(tmp_path):
     return root
 
 
-HUB_FAMILIES = ("dinov2", "vit", "deit", "clip", "mobilenet", "efficientnet", "resnet")
+HUB_FAMILIES = ("dinov2", "vit", "deit", "clip", "siglip", "mobilenet", "efficientnet", "resnet")
 
 
 @pytest.fixture(scope="session")
@@ -438,6 +439,19 @@ def _save_hub_presets(root: Path) -> None:
                 projection_dim=16,
             ),
             layers.CLIPImageConverter(image_size=(32, 32), interpolation="bicubic", **clip),
+        ),
+        "siglip": (  # no class token: 4 patch tokens, pooled by an attention head
+            models.SigLIPBackbone(
+                models.SigLIPVisionEncoder(
+                    patch_size=16, hidden_dim=32, num_layers=2, num_heads=2,
+                    intermediate_dim=64, image_shape=(32, 32, 3),
+                ),
+                models.SigLIPTextEncoder(
+                    vocabulary_size=50, embedding_dim=32, hidden_dim=32, num_layers=1,
+                    num_heads=2, intermediate_dim=64, max_sequence_length=8,
+                ),
+            ),
+            layers.SigLIPImageConverter(image_size=(32, 32), interpolation="bicubic", **half),
         ),
         "mobilenet": (
             models.MobileNetBackbone(

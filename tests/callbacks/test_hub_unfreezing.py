@@ -1,6 +1,7 @@
 """`GradualUnfreezing`, `trainable_from` and discriminative LRs on keras-hub backbones.
 
-CLIP's image tower runs each transformer block as a layer of its own; ViT, DeiT and
+CLIP's and SigLIP's image towers run each transformer block as a layer of its own
+(SigLIP's attention-pooling head goes with the last block); ViT, DeiT and
 DINOv2 run all their blocks inside one encoder layer, which `recipes.stages.units`
 splits into its blocks. Either way a transformer unfreezes block by block, like a
 CNN's stages; the keras-hub CNNs (ResNet here) by stage. The presets are the tiny
@@ -24,7 +25,7 @@ pytest.importorskip("keras_hub", reason="keras-hub (the hub extra) is not instal
 @pytest.fixture(scope="module")
 def hub_card_names(hub_presets):
     names = {}
-    for family in ("clip", "resnet", "vit", "deit", "dinov2"):
+    for family in ("clip", "siglip", "resnet", "vit", "deit", "dinov2"):
         card = zoo_transfer.card_from_preset(hub_presets[family], name=f"unfreeze_{family}.test")
         zoo_transfer.register_model(card, override=True)
         names[family] = card.name
@@ -56,6 +57,7 @@ def _moved(before, after):
     ("family", "schedule", "frozen", "trained"),
     [
         ("clip", {1: "block2"}, {"stem", "block1"}, {"block2", "head"}),
+        ("siglip", {1: "block2"}, {"stem", "block1"}, {"block2", "head"}),
         ("resnet", {1: "stage4"}, {"stage1", "stage2", "stage3"}, {"stage4", "head"}),
         ("vit", {1: "block2"}, {"stem", "block1"}, {"block2", "head"}),
         ("deit", {1: "block2"}, {"stem", "block1"}, {"block2", "head"}),
@@ -86,7 +88,7 @@ def test_gradual_unfreezing_moves_only_the_unfrozen_stages(
     assert params[1] > params[0]  # the event shows in the logs
 
 
-@pytest.mark.parametrize("family", ["clip", "vit", "deit", "dinov2"])
+@pytest.mark.parametrize("family", ["clip", "siglip", "vit", "deit", "dinov2"])
 def test_trainable_from_a_block(family, hub_presets, hub_card_names):
     """Blocks before `trainable_from` are frozen, that one and later ones train, whether
     the blocks are layers (CLIP) or run inside one encoder layer (ViT, DeiT, DINOv2)."""

@@ -34,7 +34,11 @@ def test_trained_hub_models_load_in_plain_keras(tmp_path, hub_presets):
     import keras
 
     saved = []
-    for family, kwargs in (("dinov2", {"cut": "block2", "head_stages": 2}), ("resnet", {})):
+    for family, kwargs in (
+        ("dinov2", {"cut": "block2", "head_stages": 2}),
+        ("resnet", {}),
+        ("siglip", {"head_stages": 2}),  # its pooled embedding and its last block's mean
+    ):
         card = zoo_transfer.card_from_preset(hub_presets[family], name=f"e2e_{family}.test")
         zoo_transfer.register_model(card, override=True)
         model = zoo_transfer.build(

@@ -25,22 +25,28 @@ pytest.importorskip("keras_hub", reason="keras-hub (the hub extra) is not instal
 @pytest.fixture(scope="module")
 def cards(hub_presets):
     names = {}
-    for family in ("dinov2", "clip", "resnet"):
+    for family in ("dinov2", "clip", "siglip", "resnet"):
         card = zoo_transfer.card_from_preset(hub_presets[family], name=f"lora_{family}.test")
         zoo_transfer.register_model(card, override=True)
         names[family] = card
     return names
 
 
-def test_lora_on_clip_adapts_query_and_value_of_every_block(cards, hub_presets):
-    card = cards["clip"]
+@pytest.mark.parametrize(("family", "attentions"), [("clip", 0), ("siglip", 1)])
+def test_lora_on_an_image_tower_adapts_query_and_value_of_every_attention(
+    family, attentions, cards, hub_presets
+):
+    """Every block's; SigLIP's attention-pooling head has one more (keras-hub's
+    `enable_lora` adapts every layer named query or value)."""
+    card = cards[family]
     model = zoo_transfer.build(
-        card.name, num_classes=3, weights=str(hub_presets["clip"]), lora_rank=4
+        card.name, num_classes=3, weights=str(hub_presets[family]), lora_rank=4
     )
     trainable = [v.path for v in model.trainable_variables]
     adapted = ("lora_kernel", "query/bias", "value/bias")
     assert all(any(a in p for a in adapted) or p.startswith("head_") for p in trainable)
-    assert sum("lora_kernel" in p for p in trainable) == 2 * 2 * card.kwargs["num_layers"]
+    count = 2 * 2 * (card.kwargs["num_layers"] + attentions)  # a, b x query, value
+    assert sum("lora_kernel" in p for p in trainable) == count
 
 
 def test_lora_trains_only_the_adapters_and_the_head_and_saves_on_its_own(

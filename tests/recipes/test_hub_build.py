@@ -22,7 +22,7 @@ from zoo_transfer.errors import (
 )
 
 keras_hub = pytest.importorskip("keras_hub", reason="keras-hub (the hub extra) is not installed")
-FAMILIES = ("dinov2", "vit", "deit", "clip", "resnet", "mobilenet", "efficientnet")
+FAMILIES = ("dinov2", "vit", "deit", "clip", "siglip", "resnet", "mobilenet", "efficientnet")
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,7 @@ def test_build_loads_the_preset_freezes_it_and_trains_the_head(family, hub_prese
     card = hub_cards[family]
     model = zoo_transfer.build(card.name, num_classes=3, weights=str(hub_presets[family]))
     reference = keras_hub.models.Backbone.from_preset(str(hub_presets[family]))
-    if family == "clip":  # the card is CLIP's image tower
+    if family in ("clip", "siglip"):  # the card is the image tower
         reference = reference.vision_encoder
     backbone = model.get_layer(card.arch)
     assert backbone.count_params() == reference.count_params() == card.params
@@ -106,6 +106,35 @@ def test_transformer_cuts_pools_and_sizes(hub_presets, hub_cards):
         zoo_transfer.build(hub_cards["resnet"].name, num_classes=2, weights=None, pooling="cls")
     whole = zoo_transfer.build(dino.name, num_classes=2, weights=None, trainable_from="stem")
     assert len(whole.get_layer(dino.arch).trainable_weights) > 10
+
+
+def test_siglip_reads_its_attention_pooled_embedding_and_mean_pools_a_block(hub_presets, hub_cards):
+    import keras
+
+    card, folder = hub_cards["siglip"], str(hub_presets["siglip"])
+    assert card.stage_names == ("stem", "block1", "block2")
+    assert card.tokens.prefix == 0 and card.tokens.pool == "mean"
+    assert card.stages[-1].layer.endswith("_post_layer_norm")
+    assert card.feature_layer.endswith("_head") and card.stages[-1].shape == (2, 2, 32)
+    x = _images(card, 2)
+    # the default head reads SigLIP's own embedding (its attention-pooling head): no pooling
+    default = zoo_transfer.build(card.name, num_classes=3, weights=folder)
+    assert default.get_layer(card.arch).output.shape == (None, 32)
+    assert not {"head_pool", "head_patches"} & {layer.name for layer in default.layers}
+    # at a block: the mean of its 4 patch tokens (keras-hub's embedding declares 5, a class
+    # token it does not make; the card and the tensors have 4)
+    fx = zoo_transfer.feature_extractor(card.name, cuts=["block1", "block2"], weights=folder)
+    tokens = np.asarray(fx(x)["block1"])
+    assert tokens.shape == (2, 4, 32)
+    cut = zoo_transfer.build(card.name, num_classes=3, weights=folder, cut="block1")
+    pooled = keras.Model(cut.input, cut.get_layer("head_pool").output)(x)
+    np.testing.assert_allclose(np.asarray(pooled), tokens.mean(axis=1), atol=1e-5)
+    # the last block's mean beside the pooled embedding; no class token to read
+    both = zoo_transfer.build(card.name, num_classes=3, weights=folder, head_stages=2)
+    assert both.get_layer("head_concat").output.shape == (None, 64)
+    assert both.predict(x, verbose=0).shape == (2, 3)
+    with pytest.raises(BuildArgumentError, match="class token, and tiny_siglip.test has none"):
+        zoo_transfer.build(card.name, num_classes=3, weights=None, cut="block1", pooling="cls")
 
 
 def test_a_preset_of_another_architecture_is_refused(hub_presets, hub_cards):

@@ -144,3 +144,16 @@ def test_a_nested_block_stage_is_no_cut_point():
     assert card.stage("block3").nested and card.stage("block3").layer.endswith("_3")
     assert [s.name for s in card.cut_stages] == ["stem", "block12"]
     assert not any(s.nested for s in get_card("resnet50").stages)
+
+
+def test_a_transformer_may_read_its_own_pooling_layer_after_the_last_stage():
+    """SigLIP's feature layer is its attention-pooling head, after the last block; it may
+    not name a stage, and a CNN's must be its last stage."""
+    card = get_card("siglip_base_patch16_224").to_dict()
+    card.pop("name")
+    assert card["feature_layer"] == "sig_lip_vision_encoder_head"
+    (loaded,) = load_family_file(json.dumps({"family": "hub_siglip", "cards": [card]}), "s.json")
+    assert loaded.feature_layer != loaded.stages[-1].layer
+    card["feature_layer"] = card["stages"][3]["layer"]  # block3's tokens
+    with pytest.raises(CardValidationError, match="own pooling layer after it"):
+        load_family_file(json.dumps({"family": "hub_siglip", "cards": [card]}), "s.json")

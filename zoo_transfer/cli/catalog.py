@@ -117,6 +117,7 @@ def info_cmd(name: str, fmt: str) -> None:
         return
     p = card.preprocessing
     kw = ", ".join(f"{k}={v!r}" for k, v in card.kwargs.items())
+    own_pooling = card.feature_layer != card.stages[-1].layer  # SigLIP's attention pooling
     rows = [
         ("name", card.name),
         ("family", card.family),
@@ -144,10 +145,15 @@ def info_cmd(name: str, fmt: str) -> None:
         (
             "tokens",
             f"{card.tokens.prefix} before the patches, pooled by {card.tokens.pool}"
+            + (" at a block" if own_pooling else "")
             if card.tokens
             else "-",
         ),
-        ("feature layer", card.feature_layer),
+        (
+            "feature layer",
+            card.feature_layer
+            + (f" (the model's own pooling of {card.stages[-1].name})" if own_pooling else ""),
+        ),
         ("head layers", ", ".join(card.head_layers) or "-"),
         ("classes", str(card.num_classes) if card.num_classes else "- (no classifier)"),
         ("params", f"{card.params:,} ({card.params_no_top:,} without top)"),
