@@ -19,11 +19,11 @@ import numpy as np
 from zoo_transfer.errors import BuildArgumentError, LayerReferenceError
 from zoo_transfer.registry import Card, get_card
 
-from . import stages as _stages
 from ._backbone import backbone_model, supports
 from ._keras_apps import resolve_tap
 from ._weights import _match_variables, assign_by_name
-from .stages import ancestors
+from .stages import ancestors, stage_of_layers
+from .stages import units as freeze_units
 
 POOLINGS = ("avg", "max", "avgmax", "flatten")
 TOKEN_POOLINGS = ("cls", "mean", "cls_mean", "avg", "max", "avgmax")
@@ -184,9 +184,9 @@ def _freeze(backbone: Any, card: Card, trainable_from: Any) -> None:
                 f"({len(card.stages)} stages: {', '.join(card.stage_names)})."
             )
         trainable_from = card.stages[trainable_from].name
-    parts = _stages.units(backbone)
+    parts = freeze_units(backbone)
     if trainable_from in card.stage_names:
-        stage_of = _stages.stage_of_layers(backbone, card)
+        stage_of = stage_of_layers(backbone, card)
         order = card.stage_names
         start = order.index(trainable_from)
         frozen = {path for path, stage in stage_of.items() if order.index(stage) < start}
