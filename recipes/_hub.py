@@ -46,6 +46,10 @@ TOKEN_POOL = {
 TOWER_OF = {"CLIPBackbone": "vision_encoder", "SigLIPBackbone": "vision_encoder"}
 # Families whose position embeddings are interpolated to any input size.
 RESIZABLE_TOKENS = {"DINOV2Backbone"}
+# Transformers whose position embeddings have one row per token of the size they were
+# built at: another size is built fresh and gets the preset's embeddings interpolated
+# (`resize_position_embeddings`), the rest of the weights copied as they are.
+INTERPOLATED_TOKENS = {"ViTBackbone", "DeiTBackbone", "CLIPVisionEncoder", "SigLIPVisionEncoder"}
 # Config keys that describe where the weights were trained, not the structure.
 _NOT_STRUCTURE = {"name", "trainable", "dtype", "image_shape", "input_shape", "data_format"}
 
@@ -116,20 +120,53 @@ def _size_kwargs(card: Card, cls: Any, input_shape: tuple) -> dict[str, Any]:
     shape = tuple(input_shape)
     if card.tokens is None:
         return {shape_argument(cls): shape}
-    if shape != tuple(card.input_size) and cls.__name__ not in RESIZABLE_TOKENS:
+    patch = card.stages[-1].stride
+    resizable = cls.__name__ in RESIZABLE_TOKENS | INTERPOLATED_TOKENS
+    if shape != tuple(card.input_size) and not resizable:
         raise BuildArgumentError(
             f"{card.name} ({cls.__name__}) has a fixed input size in keras-hub: "
             f"{card.input_size[0]}x{card.input_size[1]}. Received: input_shape={shape}. "
-            "Resize the images to that size (zoo_transfer.data does it), or pick a "
-            "DINOv2 card, whose position embeddings interpolate to other sizes."
+            "Resize the images to that size (zoo_transfer.data does it)."
         )
-    if None in shape[:2]:
+    if None in shape[:2] or any(int(d) % patch for d in shape[:2]):
         raise BuildArgumentError(
             f"{card.name} builds at one fixed size per model (its position embeddings are "
             f"interpolated to it). Received: input_shape={shape}; pass (H, W, 3) with H and "
-            f"W multiples of the patch size {card.stages[-1].stride}."
+            f"W multiples of the patch size {patch}."
         )
     return {"image_shape": shape}
+
+
+def resize_position_embeddings(card: Card, value: Any, shape: tuple) -> Any:
+    """`value`, a position embedding for `card`'s input size (`(T, D)` or `(1, T, D)`: the
+    prefix tokens' rows, then one per patch), for a `shape` with another patch grid: the
+    prefix rows kept, the grid interpolated bicubically, as timm and DINOv2 do."""
+    import keras
+    import numpy as np
+
+    value = np.asarray(value)
+    patch = card.stages[-1].stride
+    old = (card.input_size[0] // patch, card.input_size[1] // patch)
+    rows, new_rows = value.shape[-2], shape[-2]
+    prefix = rows - old[0] * old[1]
+    area = new_rows - prefix
+    if prefix < 0 or area <= 0:
+        raise WeightsMismatchError(
+            f"{card.name}: a position embedding of {rows} rows does not fit the card's "
+            f"{old[0]}x{old[1]} patch grid."
+        )
+    ratio = old[1] / old[0]  # the grid keeps the card's aspect unless told otherwise
+    height = int(round((area / ratio) ** 0.5))
+    width = area // height
+    if height * width != area:
+        raise WeightsMismatchError(
+            f"{card.name}: cannot lay {area} patch rows out as a grid like {old}."
+        )
+    table = value.reshape(rows, value.shape[-1])
+    grid = table[prefix:].reshape(1, old[0], old[1], -1)
+    resized = keras.ops.image.resize(grid, (height, width), interpolation="bicubic")
+    grid = np.asarray(keras.ops.convert_to_numpy(resized)).reshape(area, -1)
+    return np.concatenate([table[:prefix], grid]).reshape(shape).astype(value.dtype)
 
 
 def _class_name(card: Card) -> str:
@@ -287,15 +324,28 @@ def _from_folder(card: Card, cls: Any, folder: Path, size: dict[str, Any]) -> An
     class_name, config = read_preset_config(folder)
     check_config(card, class_name, config, str(folder))
     key, _ = tower(card, class_name, config)
-    if key is None:
+    resized = cls.__name__ in INTERPOLATED_TOKENS and tuple(
+        size.get("image_shape", card.input_size)
+    ) != tuple(card.input_size)
+    if key is None and not resized:
         return _from_preset(cls, str(folder), size, label=str(folder))
-    whole = _from_preset(hub_class_base(), str(folder), {}, label=str(folder))
-    source = getattr(whole, key)
+    if key is None:  # the preset at its own size, then copied into the size asked for
+        source = _from_preset(cls, str(folder), {}, label=str(folder))
+    else:
+        source = getattr(_from_preset(hub_class_base(), str(folder), {}, label=str(folder)), key)
     kwargs = {
         k: v for k, v in card.kwargs.items() if k not in ("image_shape", "input_shape", "name")
     }
     target = cls(**kwargs, **size)
-    copy_by_position(source, target, label=f"{folder} ({key})")
+    adapt = None
+    if resized:
+
+        def adapt(variable: Any, shape: tuple) -> Any:
+            if "position_embedding" not in variable.path:
+                return None
+            return resize_position_embeddings(card, variable.numpy(), shape)
+
+    copy_by_position(source, target, label=f"{folder} ({key or class_name})", adapt=adapt)
     return target
 
 

@@ -100,8 +100,8 @@ def test_transformer_cuts_pools_and_sizes(hub_presets, hub_cards):
     # DINOv2 interpolates its position embeddings: another size builds with the same weights
     big = zoo_transfer.build(dino.name, num_classes=2, weights=folder, input_shape=(56, 56, 3))
     assert big.get_layer(dino.arch).output.shape == (None, 17, 32)
-    with pytest.raises(BuildArgumentError, match="fixed input size"):
-        zoo_transfer.build(vit.name, num_classes=2, weights=None, input_shape=(48, 48, 3))
+    with pytest.raises(BuildArgumentError, match="multiples of the patch size 16"):
+        zoo_transfer.build(vit.name, num_classes=2, weights=None, input_shape=(40, 40, 3))
     with pytest.raises(BuildArgumentError, match="CNN"):
         zoo_transfer.build(hub_cards["resnet"].name, num_classes=2, weights=None, pooling="cls")
     whole = zoo_transfer.build(dino.name, num_classes=2, weights=None, trainable_from="stem")
@@ -167,3 +167,39 @@ except MissingExtraError as exc:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "MISSING: keras-hub is not installed" in out.stdout
     assert 'pip install "zoo-transfer[hub]"' in out.stdout
+
+
+@pytest.mark.parametrize("family", ["vit", "deit", "clip"])
+def test_a_fixed_size_transformer_builds_at_another_size_with_interpolated_positions(
+    family, hub_presets, hub_cards
+):
+    """keras-hub's ViT, DeiT and the CLIP tower have one position row per token of the
+    size they were made at: at 48 px (a 3x3 grid instead of 2x2) the preset's rows are
+    interpolated (prefix rows kept), every other weight is the preset's."""
+    card, folder = hub_cards[family], str(hub_presets[family])
+    native = zoo_transfer.feature_extractor(card.name, cuts=["stem"], weights=folder)
+    big = zoo_transfer.feature_extractor(
+        card.name, cuts=["stem"], weights=folder, input_shape=(48, 48, 3)
+    )
+    prefix = card.tokens.prefix
+    assert big.output["stem"].shape[1:] == (prefix + 9, 32)
+
+    def weights(model):
+        return {v.path: v.numpy() for v in model.get_layer(card.arch).weights}
+
+    before, after = weights(native), weights(big)
+    assert before.keys() == after.keys()
+    moved = [p for p in before if before[p].shape != after[p].shape]
+    assert len(moved) == 1 and "position_embedding" in moved[0]
+    for path in before.keys() - set(moved):
+        np.testing.assert_array_equal(before[path], after[path], err_msg=path)
+    old, new = (x[moved[0]].reshape(-1, 32) for x in (before, after))
+    np.testing.assert_array_equal(old[:prefix], new[:prefix])  # class (and distillation) rows
+    corners_old = old[prefix:].reshape(2, 2, 32)[[0, 0, -1, -1], [0, -1, 0, -1]]
+    corners_new = new[prefix:].reshape(3, 3, 32)[[0, 0, -1, -1], [0, -1, 0, -1]]
+    assert not np.allclose(corners_new, 0)
+    # bicubic between 2 and 3 samples keeps each corner near its own row, not the others'
+    nearest = np.argmin(np.abs(corners_new[:, None] - corners_old[None]).sum(-1), axis=1)
+    assert nearest.tolist() == [0, 1, 2, 3]
+    x = np.random.default_rng(0).uniform(0, 255, (2, 48, 48, 3)).astype("float32")
+    assert np.isfinite(big(x)["stem"]).all()
