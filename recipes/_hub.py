@@ -319,6 +319,8 @@ def hub_class_base() -> Any:
 def _from_folder(card: Card, cls: Any, folder: Path, size: dict[str, Any]) -> Any:
     """The card's backbone from a preset folder: the preset itself, or its tower copied
     into a build named as the card says (so the card's layer names hold)."""
+    import numpy as np
+
     from ._positions import copy_by_position
 
     class_name, config = read_preset_config(folder)
@@ -341,6 +343,8 @@ def _from_folder(card: Card, cls: Any, folder: Path, size: dict[str, Any]) -> An
     if resized:
 
         def adapt(variable: Any, shape: tuple) -> Any:
+            if "position_ids" in variable.path:  # CLIP keeps its token indices as a weight
+                return np.arange(int(np.prod(shape))).reshape(shape).astype(variable.dtype)
             if "position_embedding" not in variable.path:
                 return None
             return resize_position_embeddings(card, variable.numpy(), shape)
