@@ -63,7 +63,9 @@ def _row(label, make, data, lrs, epochs, seed, work):
     for lr in lrs:
         keras.utils.set_random_seed(seed)
         model = make()
-        model.compile(keras.optimizers.Adam(lr), "sparse_categorical_crossentropy", ["accuracy"])
+        model.compile(
+            keras.optimizers.Adam(lr), "sparse_categorical_crossentropy", metrics=["accuracy"]
+        )
         t = time.perf_counter()
         model.fit(x, y, epochs=epochs, batch_size=32, verbose=0, shuffle=True)
         seconds = time.perf_counter() - t
