@@ -116,6 +116,20 @@ class _ImageTower:
         return full.count_params()
 
 
+def _hf_encoder(c: dict) -> dict:
+    """The keys every keras-hub CLIP/SigLIP encoder takes, from a Hugging Face tower config."""
+    return {
+        "hidden_dim": c["hidden_size"], "num_layers": c["num_hidden_layers"],
+        "num_heads": c["num_attention_heads"], "intermediate_dim": c["intermediate_size"],
+        "intermediate_activation": _gelu(c["hidden_act"]),
+    }  # fmt: skip
+
+
+def _gelu(name: str) -> str:
+    """keras-hub's name for a Hugging Face activation (SigLIP's conversion renames one)."""
+    return "gelu_approximate" if name == "gelu_pytorch_tanh" else name
+
+
 class _ClipTower(_ImageTower):
     """CLIP's image tower (keras-hub's convert_clip_checkpoints.py)."""
 
@@ -124,30 +138,17 @@ class _ClipTower(_ImageTower):
     def convert_backbone_config(self, upstream: dict) -> dict:
         v = upstream["vision"]
         size = v["image_size"]
-        return {
-            "patch_size": v["patch_size"], "hidden_dim": v["hidden_size"],
-            "num_layers": v["num_hidden_layers"], "num_heads": v["num_attention_heads"],
-            "intermediate_dim": v["intermediate_size"],
-            "intermediate_activation": v["hidden_act"], "image_shape": (size, size, 3),
-        }  # fmt: skip
+        return {**_hf_encoder(v), "patch_size": v["patch_size"], "image_shape": (size, size, 3)}
 
     def text_config(self, upstream: dict) -> dict:
         t = upstream["text"]
         return {
-            "vocabulary_size": t["vocab_size"], "embedding_dim": t["hidden_size"],
-            "hidden_dim": t["hidden_size"], "num_layers": t["num_hidden_layers"],
-            "num_heads": t["num_attention_heads"], "intermediate_dim": t["intermediate_size"],
-            "intermediate_activation": t["hidden_act"],
-            "max_sequence_length": t["max_position_embeddings"],
+            **_hf_encoder(t), "vocabulary_size": t["vocab_size"],
+            "embedding_dim": t["hidden_size"], "max_sequence_length": t["max_position_embeddings"],
         }  # fmt: skip
 
     def whole_kwargs(self, upstream: dict) -> dict:
         return {"projection_dim": upstream["projection_dim"]}
-
-
-def _gelu(name: str) -> str:
-    """keras-hub's name for a Hugging Face activation (SigLIP's conversion renames one)."""
-    return "gelu_approximate" if name == "gelu_pytorch_tanh" else name
 
 
 class _SigLIPTower(_ImageTower):
@@ -159,21 +160,15 @@ class _SigLIPTower(_ImageTower):
         v = upstream["vision"]
         size = v["image_size"]
         return {
-            "patch_size": v["patch_size"], "hidden_dim": v["hidden_size"],
-            "num_layers": v["num_hidden_layers"], "num_heads": v["num_attention_heads"],
-            "intermediate_dim": v["intermediate_size"],
-            "intermediate_activation": _gelu(v["hidden_act"]),
+            **_hf_encoder(v), "patch_size": v["patch_size"],
             "layer_norm_epsilon": v["layer_norm_eps"], "image_shape": (size, size, 3),
         }  # fmt: skip
 
     def text_config(self, upstream: dict) -> dict:
         t = upstream["text"]
         return {
-            "vocabulary_size": t["vocab_size"], "embedding_dim": t["hidden_size"],
-            "hidden_dim": t["hidden_size"], "num_layers": t["num_hidden_layers"],
-            "num_heads": t["num_attention_heads"], "intermediate_dim": t["intermediate_size"],
-            "intermediate_activation": _gelu(t["hidden_act"]),
-            "layer_norm_epsilon": t["layer_norm_eps"],
+            **_hf_encoder(t), "vocabulary_size": t["vocab_size"],
+            "embedding_dim": t["hidden_size"], "layer_norm_epsilon": t["layer_norm_eps"],
             "max_sequence_length": t["max_position_embeddings"],
             "projection_dim": t.get("projection_size"),
         }  # fmt: skip
