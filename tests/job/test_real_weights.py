@@ -2,7 +2,8 @@
 
 `zoo-transfer train` with progressive resizing and one unfreeze reaches >= 0.80
 validation accuracy on the held-out `val` folder, and the report marks both events.
-(Measured wall time here is in CHANGELOG: well under the 10 minutes the issue allows.)
+Six epochs at 96 then 128 px reached 0.846 here in about 60 s (nine at 128/160 px: 0.842
+in 89 s); the issue allows 10 minutes.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ def test_fashion_mnist_from_imagenet_weights_reaches_080(shared_data, tmp_path):
         "--weights", str(shared_data / "imagenet" / "mobilenet_v1_0.25_224.weights.h5"),
         "--data", str(fashion / "train"), "--validation", str(fashion / "val"),
         "--recipe", "small-similar", "--different",
-        "--progressive", "128,160", "--unfreeze", "7:stage4", "--epochs", "9",
+        "--progressive", "96,128", "--unfreeze", "4:stage4", "--epochs", "6",
         "--lr", "0.002", "--lr-mult", "0.0001,1", "--augment", "none",
         "--out", str(out), "--quiet",
     ]  # fmt: skip
@@ -36,9 +37,9 @@ def test_fashion_mnist_from_imagenet_weights_reaches_080(shared_data, tmp_path):
     assert metrics["val_accuracy"] >= 0.80, metrics
 
     history = json.loads((out / "history.json").read_text())
-    assert [r["image_size"] for r in history] == [128] * 4 + [160] * 5
+    assert [r["image_size"] for r in history] == [96] * 3 + [128] * 3
     params = [r["trainable_params"] for r in history]
-    assert params[5] == params[0] < params[6]  # stage4 trains from epoch 7 (counted from 1)
+    assert params[2] == params[0] < params[3]  # stage4 trains from epoch 4 (counted from 1)
     report = json.loads((out / "report.json").read_text())
     assert {"curves.png", "confusion.png", "misclassified.png"} <= set(report["files"])
     html = (out / "report.html").read_text()
