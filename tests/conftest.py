@@ -207,12 +207,18 @@ def _snake_case(name: str) -> str:
     return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
-def _collect_if_large(limit: int = 3 << 30) -> None:
-    """`gc.collect()` only once this process holds more than `limit` bytes.
+_COLLECTED_AT = [3 << 30]  # resident bytes after which the next full collection runs
+
+
+def _collect_if_large(step: int = 1 << 30) -> None:
+    """`gc.collect()` only when this process has grown a GiB since the last collection
+    (the first past 3 GiB).
 
     Keras' `clear_session` collects on every call, which walks every object a worker
-    holds (seconds, late in a run); the automatic collector frees cycles anyway, and a
-    full collection is only worth its time when memory is actually short.
+    holds (2 s each, late in a run); the automatic collector frees cycles anyway, and a
+    full collection is only worth its time when memory is actually growing. Resident
+    memory rarely shrinks after a collection (the allocator keeps its pages), so a fixed
+    limit, once passed, made every later test pay: 130 s of one full run.
     """
     import gc
 
@@ -220,9 +226,10 @@ def _collect_if_large(limit: int = 3 << 30) -> None:
         with open("/proc/self/statm") as f:
             resident = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError):
-        resident = limit + 1
-    if resident > limit:
+        return
+    if resident > _COLLECTED_AT[0]:
         gc.collect()
+        _COLLECTED_AT[0] = resident + step
 
 
 @pytest.fixture

@@ -180,12 +180,30 @@ def fit_transfer(
             validation = train.val if validation is None else validation
         if hasattr(validation, "val_images") and hasattr(validation, "val"):
             validation = validation.val
+        build_optimizer_now(model)
         history = model.fit(
             x, y, validation_data=validation, epochs=epochs, initial_epoch=initial_epoch,
             callbacks=callbacks, verbose=verbose, **fit_kwargs,
         )  # fmt: skip
     history.cached, history.cache_reason, history.probe = use, why, probed
     return history
+
+
+def build_optimizer_now(model: Any) -> None:
+    """Create the compiled optimizer's state (Adam's moments, ...) now, eagerly.
+
+    Without a distribution strategy, Keras' TensorFlow trainer creates it while it traces
+    the first train step, where making a variable costs ten times more: measured, 2.5 s
+    instead of 0.24 s for MobileNet 0.25's 81 variables, and 4 s of a 30 s
+    `zoo-transfer train` run. Under a strategy, and on JAX, Keras builds it eagerly
+    itself; the state is the same either way (zeros, over the same variables).
+    """
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is None or optimizer.built or keras.backend.backend() != "tensorflow":
+        return
+    if getattr(model, "_distribute_strategy", None) is not None:
+        return  # Keras builds it inside the strategy's scope
+    optimizer.build(model.trainable_variables)
 
 
 def fine_tune(

@@ -33,11 +33,19 @@ def _history(out: Path) -> list[dict]:
         return []
 
 
+def _ctrl_c_as_in_a_terminal() -> None:
+    """In the child: Ctrl-C's default disposition, even when this test run ignores SIGINT
+    (a background job of a shell without job control), which the child would inherit and,
+    rightly, keep (tests/job/test_interrupt.py)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(data: Path, out: Path, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     return subprocess.Popen(
         [zoo_transfer_script(), *TRAIN, "--data", str(data), "--out", str(out), *extra],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_ctrl_c_as_in_a_terminal,
     )  # fmt: skip
 
 

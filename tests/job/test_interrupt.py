@@ -13,6 +13,16 @@ import pytest
 from zoo_transfer.job.interrupt import interrupt_guard
 
 
+@pytest.fixture(autouse=True)
+def ctrl_c_raises():
+    """Python's own Ctrl-C handler for the test, even when the test run itself ignores
+    SIGINT (started as a background job by a shell without job control, `cmd &`): then
+    the guard rightly keeps ignoring it, which `test_an_ignored_ctrl_c_stays_ignored` checks."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 class _SwallowedCtrlC(keras.callbacks.Callback):
     """Sends SIGINT to this process inside a bare `except:` at the end of batch 1."""
 
@@ -48,3 +58,12 @@ def test_a_swallowed_ctrl_c_stops_at_the_next_batch_end():
 
 def test_without_the_guard_the_swallowed_ctrl_c_is_lost():
     assert _fit([]) == 16  # both epochs of 8 batches ran: what the guard prevents
+
+
+def test_an_ignored_ctrl_c_stays_ignored():
+    """`nohup`, or a background job of a script: the parent said to ignore Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with interrupt_guard() as stop:
+        assert _fit([stop]) == 16  # the whole fit ran
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN

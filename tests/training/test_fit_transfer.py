@@ -114,3 +114,33 @@ def test_the_fit_step_is_composed_in_one_place():
     job = (ROOT / "zoo_transfer" / "job" / "runner.py").read_text(encoding="utf-8")
     training = (ROOT / "zoo_transfer" / "training.py").read_text(encoding="utf-8")
     assert "fit_transfer(" in job and training.count("fit_transfer(") >= 2  # + fine_tune
+
+
+def test_the_optimizer_is_built_eagerly_and_trains_as_keras_would(fresh_keras, digits):
+    """`build_optimizer_now` (what `fit_transfer` calls before `fit`) makes the state Keras
+    would make while tracing the first step: zeros over every variable that may train,
+    and the same weights after an epoch."""
+    from zoo_transfer.training import build_optimizer_now
+
+    keras = fresh_keras
+    x, y, _, _ = digits
+    weights = []
+    for eager in (True, False):
+        model = _model(keras)
+        model.get_layer("digitnet").trainable = True
+        if eager:
+            build_optimizer_now(model)
+            assert model.optimizer.built
+            slots = [
+                v for v in model.optimizer.variables if v.path.endswith(("_momentum", "_velocity"))
+            ]
+            assert model.optimizer.covers(model)  # every variable that may ever train
+            assert len(slots) >= 2 * len(model.trainable_variables)
+            assert all(not np.any(keras.ops.convert_to_numpy(v)) for v in slots)
+        else:
+            assert not model.optimizer.built
+        keras.utils.set_random_seed(1)
+        model.fit(x, y, epochs=1, batch_size=8, shuffle=False, verbose=0)
+        weights.append([keras.ops.convert_to_numpy(w) for w in model.weights])
+    for a, b in zip(*weights, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
