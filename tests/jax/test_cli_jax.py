@@ -101,7 +101,8 @@ def test_strategy_mirrored_is_data_parallel_over_two_devices(tmp_path):
     fitted before the strategy's `fit`). `--similar`: the domain measurement, made before
     the strategy applies and checked by the `trained` run, is skipped.
     """
-    env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    flags = os.environ.get("XLA_FLAGS", "")  # the job's own (tests/no_tensorflow.py), and
+    env = {"XLA_FLAGS": f"{flags} --xla_force_host_platform_device_count=2".strip()}
     runs = {}
     for strategy in ("mirrored", "auto"):
         out = tmp_path / strategy
