@@ -41,6 +41,7 @@ _DEFAULT_BATCH_SIZE = 32
 # Weightless layers that give the same output in training and inference: the trunk may
 # absorb them, so the cache holds their (smaller) output.
 _ABSORBABLE = (
+    "Cropping1D",  # a transformer's tokens: the prefix (CLS, registers) cut off, or kept
     "GlobalAveragePooling1D",
     "GlobalAveragePooling2D",
     "GlobalAveragePooling3D",
@@ -90,6 +91,7 @@ def _cut_tensor(model: Any) -> Any:
     outputs = {id(t) for t in model.outputs}
     ends = []
     for tensor in nodes[0].output_tensors:
+        tensor = _absorb(model, tensor, outputs)  # e.g. a transformer's patch tokens
         after = _consumers(model, tensor)
         if len(after) > 1 and all(_absorbable(layer, node) for layer, node in after):
             # pooled two ways (build's pooling="avgmax"): follow each

@@ -1,7 +1,9 @@
-"""A model built on keras-hub presets, trained, saved and loaded in plain Keras.
+"""Models built on keras-hub presets, trained, saved and loaded in plain Keras; and
+`zoo-transfer train PRESET_FOLDER` from the shell (a keras-hub preset as MODEL).
 
 The loading process imports neither zoo_transfer nor anything but Keras (keras-hub's
-classes deserialise through Keras, which imports keras-hub itself), in safe mode.
+classes deserialise through Keras, which imports keras-hub itself), in safe mode. One
+loading process serves every model: each process that imports keras-hub costs seconds.
 """
 
 from __future__ import annotations
@@ -12,8 +14,13 @@ import sys
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
+from PIL import Image
+from user_shell import shell
 
 import zoo_transfer
+from zoo_transfer.cli import cli
+from zoo_transfer.model_file import read_input_spec
 
 pytest.importorskip("keras_hub", reason="keras-hub (the hub extra) is not installed")
 
@@ -30,9 +37,37 @@ print(json.dumps(out))
 """
 
 
-def test_trained_hub_models_load_in_plain_keras(tmp_path, hub_presets):
+def _train_from_the_shell(preset, make_folder, tmp_path):
+    """`zoo-transfer train PRESET_FOLDER` (LP-FT, block2 unfrozen at epoch 2), then
+    `predict` on images at the model's side: `(final.keras, images, predict's answers)`."""
+    data = make_folder(tmp_path / "data", per_class=10, classes=3)
+    out = tmp_path / "shell-run"
+    shell("train", str(preset), "--data", str(data), "--epochs", "2", "--batch-size", "8",
+          "--unfreeze", "2:block2", "--quiet", "--out", str(out))  # fmt: skip
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"] == str(preset)  # --resume measures the same card again
+    params = [r["trainable_params"] for r in json.loads((out / "history.json").read_text())]
+    assert len(params) == 2 and params[0] < params[1]  # block2 trains from epoch 2
+    assert json.loads((out / "labels.json").read_text()) == ["5", "6", "7"]
+    model = out / "final.keras"
+    side = read_input_spec(model).side  # images at it: predict and Keras see one set of pixels
+    images = []
+    for i, source in enumerate(sorted((data / "7").glob("*.png"))[:3]):
+        images.append(tmp_path / f"seven{i}.png")
+        Image.open(source).convert("RGB").resize((side, side)).save(images[-1])
+    answers = json.loads(shell("predict", str(model), *map(str, images), "--format", "json").stdout)
+    x = np.stack([np.asarray(Image.open(p)) for p in images]).astype("float32")
+    return model, x, answers
+
+
+def test_trained_hub_models_load_in_plain_keras(tmp_path, hub_presets, make_folder):
     import keras
 
+    shell_model, shell_x, answers = _train_from_the_shell(
+        hub_presets["dinov2"], make_folder, tmp_path
+    )
+    (tmp_path / "shell.keras").symlink_to(shell_model)
+    np.save(tmp_path / "shell.npy", shell_x)
     saved = []
     for family, kwargs in (
         ("dinov2", {"cut": "block2", "head_stages": 2}),
@@ -51,7 +86,7 @@ def test_trained_hub_models_load_in_plain_keras(tmp_path, hub_presets):
         np.save(tmp_path / f"{family}.npy", x)
         saved.append((family, model.predict(x, verbose=0)))
     run = subprocess.run(
-        [sys.executable, "-c", LOAD, ",".join(f for f, _ in saved)],
+        [sys.executable, "-c", LOAD, ",".join(["shell"] + [f for f, _ in saved])],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -61,3 +96,28 @@ def test_trained_hub_models_load_in_plain_keras(tmp_path, hub_presets):
     assert loaded["imported zoo_transfer"] is False
     for family, expected in saved:
         np.testing.assert_allclose(np.array(loaded[family]), expected, atol=1e-5)
+    plain = np.array(loaded["shell"])
+    assert plain.shape == (3, 3)
+    for row, answer in zip(plain, answers, strict=True):  # predict's answers are plain Keras'
+        top = answer["top"][0]
+        assert ["5", "6", "7"][int(row.argmax())] == top["class"]
+        assert row.max() == pytest.approx(top["probability"], abs=1e-4)
+
+
+def test_a_transformer_refuses_progressive_resizing_and_a_folder_must_be_a_preset(
+    hub_presets, make_folder, tmp_path
+):
+    """Both refused before the out folder exists (argument errors: in-process is enough)."""
+    data = make_folder(tmp_path / "data", per_class=4, classes=2)
+    runs = [
+        ([str(hub_presets["vit"]), "--progressive", "32,48"], "--image-size"),
+        ([str(data)], "is not a keras-hub preset folder: it has no config.json"),
+    ]
+    for i, (args, says) in enumerate(runs):
+        out = tmp_path / f"out{i}"
+        result = CliRunner().invoke(
+            cli, ["train", *args, "--data", str(data), "--epochs", "2", "--out", str(out)]
+        )
+        assert result.exit_code == 2, result.output
+        assert says in result.output and "Traceback" not in result.output
+        assert not out.exists()

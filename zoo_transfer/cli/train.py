@@ -163,13 +163,19 @@ def _command_line() -> str:
 def train_cmd(model: str, **opts) -> None:
     """Fine-tune MODEL on --data into an out folder (models, history, report).
 
+    MODEL is a zoo name (`zoo-transfer list`) or a local keras-hub preset folder
+    (config.json, model.weights.h5, image_converter.json), whose own weights are the
+    pretrained ones.
+
     \b
     zoo-transfer train mobilenet_v3_small --data photos/ --progressive 160,224 \\
         --unfreeze 4:stage4 --epochs 6 --out runs/photos
+    zoo-transfer train presets/my_dinov2 --data photos/ --unfreeze 3:block10
     """
     import_tensorflow_quietly()
     from zoo_transfer.job import (
         JobConfig,
+        is_model_folder,
         parse_lr_mult,
         parse_sizes,
         parse_unfreeze,
@@ -208,7 +214,9 @@ def train_cmd(model: str, **opts) -> None:
             adabn=opts["adabn"],
             rank=opts["rank_json"],
         )
-        out = opts["out"] or Path("runs") / model.replace("/", "_")
+        out = opts["out"] or Path("runs") / (
+            Path(model).name if is_model_folder(model) else model.replace("/", "_")
+        )
         result = run(
             config,
             out,

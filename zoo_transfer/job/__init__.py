@@ -34,6 +34,7 @@ The package, one concept a module:
 | `config` | `JobConfig`, `JobResult`, the allowed values, the CLI text parsers |
 | `outfolder` | the out folder's safety: refusal rules, lock, manifest, setting an earlier |
 |             | run aside and restoring it, whole-file JSON writes, write-error messages |
+| `model` | MODEL: a zoo name, or a local keras-hub preset folder (its card, measured) |
 | `distribution` | `--strategy`, the chief worker, Keras' multi-worker fixes |
 | `runner` | `run`: the steps of a run, its callbacks, the probe, `final.keras` |
 | `evaluation` | the final model on the validation images, `metrics.json`, the report |
@@ -58,6 +59,7 @@ from zoo_transfer.job.config import (
 )
 from zoo_transfer.job.distribution import make_strategy
 from zoo_transfer.job.evaluation import _confusion as _confusion
+from zoo_transfer.job.model import is_model_folder, model_card
 from zoo_transfer.job.outfolder import (
     LOCK,
     MANIFEST,
@@ -98,4 +100,6 @@ __all__ = [
     "restore_earlier_run",
     "run",
     "set_aside_earlier_run",
+    "is_model_folder",
+    "model_card",
 ]

@@ -26,6 +26,7 @@ from zoo_transfer.errors import (
     WeightsUnavailableError,
 )
 from zoo_transfer.job.config import EMBEDDED_DATA, JobConfig
+from zoo_transfer.job.model import model_card
 
 _CANNOT_MEASURE = (
     ArgumentError,
@@ -55,7 +56,8 @@ def decide_domain(config: JobConfig, splits: Any, weights: Any) -> dict[str, Any
         else splits  # the embedded digits, tfds: the training images as loaded
     )
     try:
-        measure = measure_domain(config.model, source, weights=weights, seed=config.seed)
+        name = model_card(config.model).name
+        measure = measure_domain(name, source, weights=weights, seed=config.seed)
     except _CANNOT_MEASURE as exc:
         return {
             "similar": True,
@@ -86,7 +88,8 @@ def situation(
     # the probe sees the training images only: the validation images stay unseen
     train_only = dataclasses.replace(splits, val=None, val_images=None, num_val=0)
     # only the accuracy by stage is read: LogME on the trunk's features, the cheaper one
-    row = rank(train_only, [config.model], weights=weights, image_size=side, stages=True,
+    name = model_card(config.model).name
+    row = rank(train_only, [name], weights=weights, image_size=side, stages=True,
                progress=False, seed=config.seed, features="trunk").rows[0]  # fmt: skip
     if row.error or not row.stage_accuracy:
         return {

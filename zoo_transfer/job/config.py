@@ -41,7 +41,8 @@ class JobConfig:
     """Everything a training run needs; saved as `config.json` in the out folder.
 
     Args:
-        model: a zoo name (`zoo-transfer list`).
+        model: a zoo name (`zoo-transfer list`), or a local keras-hub preset folder
+            (`zoo_transfer.job.model`).
         data: a data source for `zoo_transfer.data.load` (folder, `tfds:NAME[:SPLIT]`) or
             `"zoo:digits"` (the embedded demo data).
         epochs: total epochs; None (the default) takes them from the number of training

@@ -15,6 +15,7 @@ from typing import Any
 
 from zoo_transfer.input_spec import DEFAULT_CROP_FRACTION, InputSpec
 from zoo_transfer.job.config import JobConfig, read_rank_json
+from zoo_transfer.job.model import model_card
 from zoo_transfer.job.outfolder import _write_json
 
 
@@ -61,9 +62,7 @@ def _write_report(
         notes.append(wise_ft_note(wise_ft))
     choice = None
     if config.rank:
-        from zoo_transfer.registry import get_card
-
-        choice = {**read_rank_json(config.rank), "trained": get_card(config.model).name}
+        choice = {**read_rank_json(config.rank), "trained": model_card(config.model).name}
     resolved = {**config.to_json(), "resolved_recipe": recipe, "skipped_files": splits.skipped}
     if domain is not None:
         resolved["domain"] = domain

@@ -48,6 +48,7 @@ from zoo_transfer.job.distribution import (
 from zoo_transfer.job.evaluation import _write_report
 from zoo_transfer.job.guards import PROBE_MODEL, _adabn, _wise_ft
 from zoo_transfer.job.interrupt import interrupt_guard
+from zoo_transfer.job.model import model_card
 from zoo_transfer.job.outfolder import (
     _ASIDE,
     MANIFEST,
@@ -299,7 +300,6 @@ def _run(
     from zoo_transfer.callbacks import EpochSeeding, GradualUnfreezing, ProgressiveResizing
     from zoo_transfer.optimizers import transfer_optimizer
     from zoo_transfer.recipes import RECIPES
-    from zoo_transfer.registry import get_card
     from zoo_transfer.saving import best_model_checkpoint, save_for_inference
 
     chief = _is_chief()
@@ -308,12 +308,20 @@ def _run(
     if chief:  # other workers of a multi-worker run write to a scratch folder only
         prepare_out(out, config, resume=resume, overwrite=overwrite, dry=True)
         _lock(out)
-    card = get_card(config.model)
+    card = model_card(config.model)
     native = card.input_size[0] if card.input_size else None
     if config.image_size is None and not config.progressive and not resume:
         config = _side_from_data(config, native, verbose)
     sizes = config.progressive or [config.image_size or native or DEFAULT_SIDE]
     minimum = card.min_input_size[0] if card.min_input_size else 1
+    if card.tokens is not None and len(set(sizes)) > 1:
+        patch = card.stages[-1].stride
+        raise BuildArgumentError(
+            f"--progressive {','.join(map(str, sizes))}: {card.name} is a transformer, built "
+            "at one image size per model (its position embeddings are set to that size), "
+            f"so its size cannot change within a run. Train at one size: --image-size N, "
+            f"a multiple of its patch size {patch}."
+        )
     small = [s for s in sizes if s < minimum]
     if small:
         raise BuildArgumentError(
@@ -384,7 +392,7 @@ def _run(
     shape = (None, None, 3) if len(set(sizes)) > 1 else (sizes[0], sizes[0], 3)
     with strategy.scope():
         model, plan = RECIPES[recipe](
-            config.model,
+            card.name,
             len(class_names),
             weights=weights,
             input_shape=shape,
