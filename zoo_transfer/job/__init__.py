@@ -90,7 +90,9 @@ __all__ = [
     "JobConfig",
     "JobResult",
     "drop_earlier_run",
+    "is_model_folder",
     "make_strategy",
+    "model_card",
     "parse_lr_mult",
     "parse_sizes",
     "parse_unfreeze",
@@ -100,6 +102,4 @@ __all__ = [
     "restore_earlier_run",
     "run",
     "set_aside_earlier_run",
-    "is_model_folder",
-    "model_card",
 ]
