@@ -29,63 +29,34 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import keras
 
+from zoo_transfer.backup_folder import (
+    KEEP,
+    LEGACY_STATE,
+    LEGACY_WEIGHTS,
+    STATE,
+    WEIGHTS,
+    Backup,
+    backups,
+)
+from zoo_transfer.backup_folder import finished_epochs as finished_epochs
 from zoo_transfer.errors import BackupError, BackupWarning
 from zoo_transfer.saving import ensure_room, failed_writes_closed
 
-KEEP = 2  # backups kept: the newest, and the one before it in case the newest is damaged
-WEIGHTS = "model.weights.h5"
-STATE = "state.json"
-_NAME = re.compile(r"^epoch-(\d+)$")
-_LEGACY_WEIGHTS, _LEGACY_STATE = "latest.weights.h5", "training_metadata.json"
 _RNG = "seed_generator_state"  # the variable behind every keras.random.SeedGenerator
-
-
-@dataclass(frozen=True)
-class _Backup:
-    epoch: int  # epochs finished when it was written
-    path: Path  # the folder (or, for the Keras layout, the weights file) to name
-    weights: Path
-    state: Path
-
-
-def _backups(folder: Path) -> list[_Backup]:
-    """The backups in `folder`, newest first (by the epoch in their name)."""
-    found = []
-    if folder.is_dir():
-        for entry in folder.iterdir():
-            match = _NAME.match(entry.name)
-            if match and entry.is_dir():
-                found.append(_Backup(int(match.group(1)), entry, entry / WEIGHTS, entry / STATE))
-        legacy = folder / _LEGACY_WEIGHTS
-        if legacy.exists():
-            try:
-                epoch = int(json.loads((folder / _LEGACY_STATE).read_text())["epoch"])
-            except (OSError, ValueError, KeyError, TypeError):
-                epoch = 0
-            found.append(_Backup(epoch, legacy, legacy, folder / _LEGACY_STATE))
-    return sorted(found, key=lambda b: b.epoch, reverse=True)
-
-
-def finished_epochs(folder: str | os.PathLike) -> int | None:
-    """Epochs finished by the newest backup in `folder` (not loaded), or None if none."""
-    backups = _backups(Path(folder))
-    return backups[0].epoch if backups else None
 
 
 def _generators(model: Any) -> list[Any]:
     return [v for v in model.variables if v.name == _RNG]
 
 
-def _load(model: Any, backup: _Backup) -> None:
+def _load(model: Any, backup: Backup) -> None:
     state = json.loads(backup.state.read_text())
     if int(state["epoch"]) != backup.epoch:
         raise BackupError(f"state.json says epoch {state['epoch']}, the name {backup.epoch}")
@@ -107,8 +78,8 @@ def restore_backup(model: Any, folder: str | os.PathLike) -> int:
     `BackupWarning` naming it; when no backup reads, `BackupError` says what to do.
     """
     folder = Path(folder)
-    damaged: list[tuple[_Backup, str]] = []
-    for backup in _backups(folder):
+    damaged: list[tuple[Backup, str]] = []
+    for backup in backups(folder):
         try:
             _load(model, backup)
         except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
@@ -178,14 +149,14 @@ def _sync(path: Path) -> None:
 
 def _prune(folder: Path, newest: int) -> None:
     kept = 0
-    for backup in _backups(folder):
+    for backup in backups(folder):
         if backup.epoch <= newest and kept < KEEP and backup.path.is_dir():
             kept += 1
             continue
         if backup.path.is_dir():
             shutil.rmtree(backup.path, ignore_errors=True)
         else:  # the Keras layout, superseded
-            for name in (_LEGACY_WEIGHTS, _LEGACY_STATE):
+            for name in (LEGACY_WEIGHTS, LEGACY_STATE):
                 for path in (folder / name, folder / f"{name}.bkp"):
                     path.unlink(missing_ok=True)
     for stray in folder.glob(".epoch-*.partial"):

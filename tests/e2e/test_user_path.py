@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -129,6 +131,39 @@ def test_a_second_process_on_the_same_out_folder_is_refused(trained):
     assert proc.returncode != 0, proc.stderr[-2000:]
     assert f"in use: zoo-transfer (pid {os.getpid()})" in proc.stderr
     assert "Traceback" not in proc.stderr
+    assert _files(out) == before
+
+
+REFUSALS = """
+import json, sys
+from zoo_transfer.cli import cli
+for args in json.loads(sys.argv[1]):
+    try:
+        cli.main(args, standalone_mode=False)
+    except SystemExit as exc:
+        print("exit", exc.code)
+print("HEAVY=" + ",".join(m for m in ("tensorflow", "keras", "jax") if m in sys.modules))
+"""
+
+
+def test_out_folder_refusals_come_before_tensorflow_loads(trained):
+    import fcntl
+
+    data, out = trained
+    before = _files(out)
+    again = [*TRAIN, "--data", str(data), "--epochs", "2", "--unfreeze", "1:stage3", "--out",
+             str(out)]  # fmt: skip
+    runs = [again, [*again, "--resume"], [*again, "--epochs", "3", "--resume"]]
+    with open(out / ".zoo-transfer.lock", "a+") as lock:  # the third finds a run training there
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        proc = subprocess.run([sys.executable, "-c", REFUSALS, json.dumps(runs)],
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+    (out / ".zoo-transfer.lock").unlink()
+    exits = [line for line in proc.stdout.splitlines() if line.startswith("exit")]
+    assert len(exits) == 3 and "exit 0" not in exits, proc.stdout + proc.stderr[-2000:]
+    assert "already exists" in proc.stderr and "nothing to resume" in proc.stderr
+    assert "is in use" in proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "HEAVY=", proc.stdout  # no TensorFlow
     assert _files(out) == before
 
 

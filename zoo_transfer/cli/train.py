@@ -172,9 +172,9 @@ def train_cmd(model: str, **opts) -> None:
         --unfreeze 4:stage4 --epochs 6 --out runs/photos
     zoo-transfer train presets/my_dinov2 --data photos/ --unfreeze 3:block10
     """
-    import_tensorflow_quietly()
     from zoo_transfer.job import (
         JobConfig,
+        check_out,
         is_model_folder,
         parse_lr_mult,
         parse_sizes,
@@ -217,6 +217,9 @@ def train_cmd(model: str, **opts) -> None:
         out = opts["out"] or Path("runs") / (
             Path(model).name if is_model_folder(model) else model.replace("/", "_")
         )
+        # before TensorFlow loads: a refused out folder fails in a second, not ten
+        check_out(config, out, resume=opts["resume"], overwrite=opts["overwrite"])
+        import_tensorflow_quietly()
         result = run(
             config,
             out,

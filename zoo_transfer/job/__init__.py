@@ -73,7 +73,7 @@ from zoo_transfer.job.outfolder import _write_failure as _write_failure
 from zoo_transfer.job.outfolder import _write_json as _write_json
 from zoo_transfer.job.runner import _as_lists as _as_lists
 from zoo_transfer.job.runner import _events as _events
-from zoo_transfer.job.runner import run
+from zoo_transfer.job.runner import check_out, run
 
 # The underscore names imported `as` themselves above are internal helpers the tests
 # import from here; they are not part of the API.
@@ -89,6 +89,7 @@ __all__ = [
     "WISE_FT_SWEEP",
     "JobConfig",
     "JobResult",
+    "check_out",
     "drop_earlier_run",
     "is_model_folder",
     "make_strategy",

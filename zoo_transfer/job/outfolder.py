@@ -107,16 +107,33 @@ def _lock(out: Path) -> None:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         handle.seek(0)
-        pid = handle.read().strip() or "another process"
+        pid = handle.read().strip()
         handle.close()
-        raise OutputFolderError(
-            f"{out} is in use: zoo-transfer (pid {pid}) is training there. Wait for it to "
-            "finish (or stop it), or choose another --out."
-        ) from None
+        raise _in_use(out, pid) from None
     handle.truncate(0)
     handle.write(str(os.getpid()))
     handle.flush()
     _LOCKS[out.resolve()] = handle
+
+
+def check_unlocked(out: Path) -> None:
+    """`OutputFolderError` when another process holds `out`'s lock; nothing is created."""
+    import fcntl
+
+    if out.resolve() in _LOCKS or not (out / LOCK).is_file():
+        return
+    with open(out / LOCK) as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise _in_use(out, handle.read().strip()) from None
+
+
+def _in_use(out: Path, pid: str) -> OutputFolderError:
+    return OutputFolderError(
+        f"{out} is in use: zoo-transfer (pid {pid or 'another process'}) is training there. "
+        "Wait for it to finish (or stop it), or choose another --out."
+    )
 
 
 def _unlock(out: Path) -> None:
@@ -132,7 +149,7 @@ def _unlock(out: Path) -> None:
 
 def _finished_epochs(out: Path) -> int:
     """How many epochs the run in `out` finished: its newest backup's, else history.json's."""
-    from zoo_transfer.backup import finished_epochs
+    from zoo_transfer.backup_folder import finished_epochs
 
     backed_up = finished_epochs(out / "backup")
     if backed_up is not None:
@@ -202,7 +219,7 @@ def _write_failure(err: BaseException, out: Path) -> str:
     if where is not None and not Path(where).resolve().is_relative_to(out.resolve()):
         return ""  # not ours to explain: e.g. a data file that cannot be read
     if code in _FULL:
-        from zoo_transfer.backup import finished_epochs
+        from zoo_transfer.backup_folder import finished_epochs
 
         done = finished_epochs(out / "backup") if out.is_dir() else None
         kept = (

@@ -57,6 +57,7 @@ from zoo_transfer.job.outfolder import (
     _unlock,
     _write_failure,
     _write_json,
+    check_unlocked,
     drop_earlier_run,
     prepare_out,
     restore_earlier_run,
@@ -282,6 +283,29 @@ def run(
     finally:
         _unlock(Path(out))
         keras.config.set_dtype_policy(previous)
+
+
+def check_out(
+    config: JobConfig, out: str | os.PathLike, *, resume: bool = False, overwrite: bool = False
+) -> None:
+    """Refuse `out` as `run` would, without TensorFlow and without touching it.
+
+    The out-folder rules (`--resume`, `--overwrite`, nothing to resume, a folder that is
+    not a run) and a run already training there. `zoo-transfer train` calls it before it
+    imports TensorFlow, so a refusal takes a second, not ten; `run` checks again (the
+    folder may change in between), and takes the lock.
+
+    ```python
+    check_out(JobConfig("digitnet", "digits/", epochs=3), "runs/digits", resume=True)
+    ```
+    """
+    out = Path(out)
+    if not _is_chief():  # other workers write to a scratch folder
+        return
+    if resume:
+        config = _as_before(config, out)
+    prepare_out(out, config, resume=resume, overwrite=overwrite, dry=True)
+    check_unlocked(out)
 
 
 def _run(
