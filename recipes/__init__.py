@@ -12,6 +12,7 @@ from ._data_rule import FINE_TUNE_FROM, DataDefaults, data_defaults, epochs_for,
 from ._hub import fetch_preset
 from ._hub_cards import card_from_preset
 from ._keras_apps import constructor, instantiate, resolve_tap
+from ._resize import rebuild_at, resized_weight
 from ._situations import (
     LP_FT_HEAD,
     RECIPES,
@@ -54,6 +55,8 @@ __all__ = [
     "lp_ft_features",
     "normalization_layer",
     "read_tfjs_weights",
+    "rebuild_at",
+    "resized_weight",
     "resolve_tap",
     "side_for",
     "small_different",

@@ -28,6 +28,7 @@ from .stages import units as freeze_units
 POOLINGS = ("avg", "max", "avgmax", "flatten")
 TOKEN_POOLINGS = ("cls", "mean", "cls_mean", "avg", "max", "avgmax")
 BN_POLICIES = ("frozen", "train")
+BUILD_ARGUMENTS = "_zoo_build_arguments"  # the attribute `build` leaves on its model
 
 
 # ------------------------------------------------------------------ validation
@@ -511,7 +512,7 @@ def build(
             classifier_activation=classifier_activation,
         )
     extra = _head_stages(card, cut, head_stages, pooling, keep_top=num_classes is None)
-    return assemble(
+    model = assemble(
         card,
         weights=weights,
         input_shape=shape,
@@ -525,6 +526,16 @@ def build(
         pooling=pooling,
         lora_rank=lora_rank,
     )
+    # how to build it again at another size (`resize_model`); not saved with the model
+    object.__setattr__(model, BUILD_ARGUMENTS, {
+        "name": card.name, "num_classes": num_classes, "cut": cut,
+        "trainable_from": trainable_from, "head": tuple(head), "dropout": dropout,
+        "pooling": pooling, "input_shape": shape,
+        "include_preprocessing": include_preprocessing,
+        "classifier_activation": classifier_activation, "bn": bn, "model_name": model_name,
+        "head_stages": head_stages, "lora_rank": lora_rank,
+    })  # fmt: skip
+    return model
 
 
 def _head_stages(

@@ -137,16 +137,29 @@ def _size_kwargs(card: Card, cls: Any, input_shape: tuple) -> dict[str, Any]:
     return {"image_shape": shape}
 
 
-def resize_position_embeddings(card: Card, value: Any, shape: tuple) -> Any:
+def resize_position_embeddings(
+    card: Card,
+    value: Any,
+    shape: tuple,
+    *,
+    source: tuple | None = None,
+    interpolation: str = "bicubic",
+) -> Any:
     """`value`, a position embedding for `card`'s input size (`(T, D)` or `(1, T, D)`: the
     prefix tokens' rows, then one per patch), for a `shape` with another patch grid: the
-    prefix rows kept, the grid interpolated bicubically, as timm and DINOv2 do."""
+    prefix rows kept, the grid interpolated bicubically, as timm and DINOv2 do.
+
+    `source`: the `(H, W)` image size `value` is laid out for, when not the card's (a
+    model already resized). `interpolation="bilinear"` for optimizer moments: a convex
+    mix, so Adam's second moments stay >= 0.
+    """
     import keras
     import numpy as np
 
     value = np.asarray(value)
     patch = card.stages[-1].stride
-    old = (card.input_size[0] // patch, card.input_size[1] // patch)
+    size = source if source is not None else card.input_size
+    old = (int(size[0]) // patch, int(size[1]) // patch)
     rows, new_rows = value.shape[-2], shape[-2]
     prefix = rows - old[0] * old[1]
     area = new_rows - prefix
@@ -164,7 +177,7 @@ def resize_position_embeddings(card: Card, value: Any, shape: tuple) -> Any:
         )
     table = value.reshape(rows, value.shape[-1])
     grid = table[prefix:].reshape(1, old[0], old[1], -1)
-    resized = keras.ops.image.resize(grid, (height, width), interpolation="bicubic")
+    resized = keras.ops.image.resize(grid, (height, width), interpolation=interpolation)
     grid = np.asarray(keras.ops.convert_to_numpy(resized)).reshape(area, -1)
     return np.concatenate([table[:prefix], grid]).reshape(shape).astype(value.dtype)
 
@@ -224,8 +237,52 @@ def _plain(value: Any) -> Any:
     return value
 
 
+# keras-hub 0.32 layers whose `get_config` a plain-Keras load cannot use: ViT's patch
+# embedding and DeiT's embeddings give two values their constructors refuse (they derive
+# them); DeiT's encoder reads `key_dim`, which its constructor neither takes nor sets, so
+# saving fails. Those keys are left out of their configs.
+CONFIG_FIXES = {
+    "ViTPatchingAndEmbedding": ("num_patches", "num_positions"),
+    "DeiTEncoder": ("key_dim",),
+    "DeiTEmbeddings": ("num_patches", "num_positions"),
+}
+
+
+def loadable_configs(model: Any) -> Any:
+    """`model` with the `get_config` of its `CONFIG_FIXES` layers mended (per instance), so
+    that it saves, and loads in plain Keras; layers already right are left alone."""
+    for layer in model._flatten_layers(include_self=False):
+        keys = CONFIG_FIXES.get(type(layer).__name__)
+        if keys and "get_config" not in vars(layer):
+            object.__setattr__(layer, "get_config", _without(layer, keys))
+    return model
+
+
+def _without(layer: Any, keys: tuple[str, ...]) -> Any:
+    method = type(layer).get_config
+
+    def get_config() -> dict[str, Any]:
+        absent = [k for k in keys if not hasattr(layer, k)]
+        for key in absent:  # read by the method, never set by the constructor
+            object.__setattr__(layer, key, None)
+        try:
+            config = method(layer)
+        finally:
+            for key in absent:
+                object.__delattr__(layer, key)
+        return {k: v for k, v in config.items() if k not in keys}
+
+    return get_config
+
+
 def hub_backbone(card: Card, *, weights: Any, input_shape: tuple, include_top: bool) -> Any:
     """The keras-hub backbone of `card` at `input_shape`, with `weights` loaded."""
+    return loadable_configs(
+        _hub_backbone(card, weights=weights, input_shape=input_shape, include_top=include_top)
+    )
+
+
+def _hub_backbone(card: Card, *, weights: Any, input_shape: tuple, include_top: bool) -> Any:
     if include_top:
         raise BuildArgumentError(
             f"{card.name} is a keras-hub backbone without a pretrained classifier. Pass "

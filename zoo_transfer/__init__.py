@@ -49,6 +49,7 @@ _LAZY = {
     "wise_ft_sweep": "zoo_transfer.guards",
     "save_lora": "zoo_transfer.lora",
     "load_lora": "zoo_transfer.lora",
+    "resize_model": "zoo_transfer.resizing",
 }
 
 
@@ -57,7 +58,8 @@ _LAZY = {
 _SUBMODULES = (
     "backup", "cached", "callbacks", "data", "demo", "domain", "evaluate", "folders",
     "guards", "input_spec", "job", "linear_head", "model_file", "optimizers", "predict",
-    "lora", "rank", "recipes", "registry", "report", "saving", "training", "transferability",
+    "lora", "rank", "recipes", "registry", "report", "resizing", "saving", "training",
+    "transferability",
 )  # fmt: skip
 
 
@@ -104,6 +106,7 @@ __all__ = [
     "load_teachable_machine",
     "lr_find",
     "register_model",
+    "resize_model",
     "save_lora",
     "transfer_optimizer",
     "wise_ft",

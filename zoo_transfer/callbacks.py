@@ -213,6 +213,8 @@ class GradualUnfreezing(keras.callbacks.Callback):
             self.model.predict_function = None
         self.applied_epoch = epoch
         for e in due:
+            if (e, self.schedule[e]) in self.events:  # a later `fit` of the same run
+                continue
             self.events.append((e, self.schedule[e]))
             if self.verbose:
                 print(
@@ -298,11 +300,32 @@ class ProgressiveResizing(keras.callbacks.Callback):
         self.validation_size = validation_size
         self.similar, self.verbose = similar, verbose
         self.current: int | None = None
+        self._run_epochs: int | None = None  # set by `by_stage`: one fit per size
+        self._warned = False
 
     def size_at(self, epoch: int) -> int:
         return self.schedule[max(e for e in self.schedule if e <= epoch)]
 
+    def by_stage(self, initial_epoch: int, epochs: int) -> list[tuple[int, int, int]]:
+        """`(first epoch, end epoch, size)` for each size the epochs `initial_epoch` to
+        `epochs - 1` train at, for a model built at one size (a keras-hub transformer):
+        `fit_transfer` then runs one `fit` per size, each on the model rebuilt for it
+        (`zoo_transfer.resize_model`), and validation runs at the training size, the
+        only one such a model takes.
+        """
+        self._run_epochs = int(epochs)
+        stages: list[tuple[int, int, int]] = []
+        for epoch in range(int(initial_epoch), int(epochs)):
+            size = self.size_at(epoch)
+            if stages and stages[-1][2] == size:
+                stages[-1] = (stages[-1][0], epoch + 1, size)
+            else:
+                stages.append((epoch, epoch + 1, size))
+        return stages
+
     def _validation_size(self, epoch: int) -> int:
+        if self._run_epochs is not None:
+            return self.size_at(epoch)
         if self.validation_size == "final":
             return self.schedule[max(self.schedule)]
         if self.validation_size == "current":
@@ -335,6 +358,18 @@ class ProgressiveResizing(keras.callbacks.Callback):
             _, card = find_backbone(self.model)
         except NotATransferModelError:  # any Keras model may be resized
             card = None
+        if card is not None and card.tokens is not None and self._run_epochs is None:
+            from zoo_transfer.input_spec import fixed_side
+
+            side = fixed_side(self.model)
+            if side is not None and set(self.schedule.values()) != {side}:
+                raise BuildArgumentError(
+                    f"{card.name} is built for {side}x{side} images only (its position "
+                    "embeddings have one row per patch), so one `fit` cannot change its "
+                    "size. Train with zoo_transfer.fit_transfer(model, ..., "
+                    "callbacks=[ProgressiveResizing(...)]): it rebuilds the model for each "
+                    "size (zoo_transfer.resize_model)."
+                )
         if card is not None:
             low = min(self.schedule.values())
             if low < card.min_input_size[0]:
@@ -342,7 +377,8 @@ class ProgressiveResizing(keras.callbacks.Callback):
                     f"ProgressiveResizing size {low} is below {card.name}'s minimum input "
                     f"of {card.min_input_size[0]} pixels."
                 )
-            if self.similar and low < card.input_size[0]:
+            if self.similar and low < card.input_size[0] and not self._warned:
+                self._warned = True  # once per run, not once per `fit` of `by_stage`
                 warnings.warn(
                     f"ProgressiveResizing trains {card.name} at {low} px, below the "
                     f"{card.input_size[0]} px of its pretraining, on data declared similar "

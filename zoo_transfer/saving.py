@@ -65,8 +65,15 @@ def save_for_inference(
 
     Returns the path written.
     """
+    from zoo_transfer.input_spec import fixed_side
     from zoo_transfer.model_file import embed_labels
 
+    side = fixed_side(model)
+    if side is not None and input_spec is not None and input_spec.side != side:
+        # a model built for one size (a transformer of a progressive run) takes no other
+        input_spec = input_spec.with_side(side)
+    if side is not None and image_size is not None:
+        image_size = side
     target = Path(path)
     ensure_room(target.parent, model)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".keras", dir=target.parent)
@@ -140,12 +147,15 @@ def best_model_checkpoint(
     input_spec: Any = None,
     monitor: str = "val_accuracy",
     best: float | None = None,
+    since_epoch: int = 0,
 ) -> Any:
     """A callback that saves the model with `save_for_inference` when `monitor` improves.
 
     Like `keras.callbacks.ModelCheckpoint(save_best_only=True)` for a metric where
     higher is better, but the file is plain Keras and written atomically. `best` is the
     best value of earlier epochs (a resumed run), so a worse epoch never replaces it.
+    Epochs before `since_epoch` (0-based) are not candidates (a transformer's epochs at
+    sizes before the last of a progressive run).
     """
     import keras
 
@@ -156,7 +166,12 @@ def best_model_checkpoint(
 
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             value = (logs or {}).get(monitor)
-            if value is None or not math.isfinite(float(value)) or float(value) <= self.best:
+            if (
+                epoch < since_epoch
+                or value is None
+                or not math.isfinite(float(value))
+                or float(value) <= self.best
+            ):
                 return
             self.best = float(value)
             save_for_inference(

@@ -112,7 +112,10 @@ def fit_transfer(
 
     Returns:
         Keras' `History`, with `cached` (bool), `cache_reason` (why not, or `""`) and
-        `probe` (the `LinearHeadResult` of the probe, or None).
+        `probe` (the `LinearHeadResult` of the probe, or None). `history.model` is the
+        trained model: `model` itself, except for a transformer built at one size under
+        `ProgressiveResizing`, which is rebuilt for each size of the schedule (one `fit`
+        per size, `zoo_transfer.resize_model`): use `history.model` from then on.
 
     ```python
     model, plan = zoo_transfer.recipes.small_similar("resnet50", num_classes=5)
@@ -170,6 +173,7 @@ def fit_transfer(
             callbacks=callbacks, verbose=verbose, seed=seed, cache_dir=cache_dir,
             batch_size=batch_size,
         )  # fmt: skip
+        history.set_model(model)
     else:
         x, y = train, None
         if isinstance(train, tuple):
@@ -180,13 +184,89 @@ def fit_transfer(
             validation = train.val if validation is None else validation
         if hasattr(validation, "val_images") and hasattr(validation, "val"):
             validation = validation.val
-        build_optimizer_now(model)
-        history = model.fit(
-            x, y, validation_data=validation, epochs=epochs, initial_epoch=initial_epoch,
-            callbacks=callbacks, verbose=verbose, **fit_kwargs,
-        )  # fmt: skip
+        resizer = next((c for c in callbacks if isinstance(c, ProgressiveResizing)), None)
+        if resizer is not None and _one_size(model):
+            history = _fit_by_size(
+                model, x, y, validation, resizer, epochs=epochs, initial_epoch=initial_epoch,
+                callbacks=callbacks, verbose=verbose, **fit_kwargs,
+            )  # fmt: skip
+        else:
+            build_optimizer_now(model)
+            history = model.fit(
+                x, y, validation_data=validation, epochs=epochs, initial_epoch=initial_epoch,
+                callbacks=callbacks, verbose=verbose, **fit_kwargs,
+            )  # fmt: skip
+            history.set_model(model)
     history.cached, history.cache_reason, history.probe = use, why, probed
     return history
+
+
+def _one_size(model: Any) -> bool:
+    """Whether `model` is a transformer from `build` made for one input size."""
+    from zoo_transfer.errors import NotATransferModelError
+    from zoo_transfer.input_spec import fixed_side
+    from zoo_transfer.recipes.stages import find_backbone
+
+    try:
+        card = find_backbone(model)[1]
+    except NotATransferModelError:
+        return False
+    return card.tokens is not None and fixed_side(model) is not None
+
+
+def _fit_by_size(
+    model: Any,
+    x: Any,
+    y: Any,
+    validation: Any,
+    resizer: ProgressiveResizing,
+    *,
+    epochs: int,
+    initial_epoch: int,
+    callbacks: list[Any],
+    verbose: int,
+    **fit_kwargs: Any,
+) -> Any:
+    """Progressive resizing for a model built at one size: one `fit` per size, the model
+    rebuilt for each (`resize_model`: weights, position embeddings interpolated, which
+    layers train, optimizer state). One `History` of all epochs; its `model` is the
+    last build."""
+    from zoo_transfer.input_spec import fixed_side
+    from zoo_transfer.resizing import resize_model
+
+    class EndOfSize(keras.callbacks.Callback):  # each fit runs to `epochs`, as one would
+        end = 0
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            if epoch + 1 >= self.end:
+                self.model.stop_training = True
+
+    stop = EndOfSize()
+    merged: Any = None
+    for start, end, size in resizer.by_stage(initial_epoch, epochs):
+        if fixed_side(model) != size:
+            if verbose:
+                print(
+                    f"ProgressiveResizing: epoch {start + 1}: the model is rebuilt for "
+                    f"{size} px (position embeddings interpolated, training state kept)"
+                )
+            model = resize_model(model, size)
+        build_optimizer_now(model)
+        stop.end = end
+        history = model.fit(
+            x, y, validation_data=validation, epochs=epochs, initial_epoch=start,
+            callbacks=[*callbacks, stop], verbose=verbose, **fit_kwargs,
+        )  # fmt: skip
+        if merged is None:
+            merged = history
+        else:
+            merged.epoch += history.epoch
+            for key, values in history.history.items():
+                merged.history.setdefault(key, []).extend(values)
+        if not history.epoch or history.epoch[-1] + 1 < end:  # another callback stopped it
+            break
+    merged.set_model(model)
+    return merged
 
 
 def fine_tune(

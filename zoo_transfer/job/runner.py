@@ -24,6 +24,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from zoo_transfer.backup_folder import finished_epochs
 from zoo_transfer.errors import (
     BuildArgumentError,
     LabelMismatchError,
@@ -338,14 +339,10 @@ def _run(
         config = _side_from_data(config, native, verbose)
     sizes = config.progressive or [config.image_size or native or DEFAULT_SIDE]
     minimum = card.min_input_size[0] if card.min_input_size else 1
-    if card.tokens is not None and len(set(sizes)) > 1:
-        patch = card.stages[-1].stride
-        raise BuildArgumentError(
-            f"--progressive {','.join(map(str, sizes))}: {card.name} is a transformer, built "
-            "at one image size per model (its position embeddings are set to that size), "
-            f"so its size cannot change within a run. Train at one size: --image-size N, "
-            f"a multiple of its patch size {patch}."
-        )
+    # a transformer is built for one size: rebuilt for each size of --progressive
+    by_stage = card.tokens is not None and len(set(sizes)) > 1
+    if by_stage:
+        _check_transformer_sizes(card, sizes, config)
     small = [s for s in sizes if s < minimum]
     if small:
         raise BuildArgumentError(
@@ -414,6 +411,11 @@ def _run(
         if "situation" in domain:
             print(f"recipe {recipe}: {domain['situation']['reason']}")
     shape = (None, None, 3) if len(set(sizes)) > 1 else (sizes[0], sizes[0], 3)
+    schedule = progressive_schedule(sizes, config.epochs) if len(set(sizes)) > 1 else {}
+    if by_stage:  # built for the size of the first epoch to run; a resumed run's backup
+        done = finished_epochs(work / "backup") if resume else 0  # holds its last epoch's
+        side = schedule[max(e for e in schedule if e <= max(done - 1, 0))]
+        shape = (side, side, 3)
     with strategy.scope():
         model, plan = RECIPES[recipe](
             card.name,
@@ -448,7 +450,11 @@ def _run(
     if config.adabn and initial_epoch == 0:  # a resumed run restored the adapted statistics
         _adabn(model, splits, verbose)
     stored = None  # the features `zoo-transfer rank` stored, for the probe
-    if recipe == "lp_ft" and "cut" not in build_kwargs and initial_epoch == 0:
+    if by_stage:  # the probe and the first epochs read images at the build's size
+        for source in (splits.train_images, splits.val_images):
+            if source is not None:
+                source.set_size(shape[0])
+    elif recipe == "lp_ft" and "cut" not in build_kwargs and initial_epoch == 0:
         stored = _stored_features(card.name, weights, splits, spec, verbose)
     probe = _probe(
         config, plan, model, splits, out, work, initial_epoch, chief, verbose, spec, stored
@@ -457,7 +463,7 @@ def _run(
     if len(set(sizes)) > 1:
         callbacks.append(
             ProgressiveResizing(
-                progressive_schedule(sizes, config.epochs),
+                schedule,
                 splits.train_images,
                 validation=splits.val_images,
                 similar=domain["similar"] and weights is not None,
@@ -467,14 +473,19 @@ def _run(
     if unfreeze:  # Keras callbacks get 0-based epoch indices
         callbacks.append(GradualUnfreezing(unfreeze, verbose=verbose))
     if splits.val is not None:
-        earlier = [r["val_accuracy"] for r in start_records if r.get("val_accuracy") is not None]
-        if probe and probe.get("val_accuracy") is not None:
+        # by stage, final.keras is at the last size: the best is chosen among its epochs
+        since = max(schedule) if by_stage else 0
+        earlier = [
+            r["val_accuracy"] for r in start_records[since:] if r.get("val_accuracy") is not None
+        ]
+        if probe and probe.get("val_accuracy") is not None and not by_stage:
             earlier.append(probe["val_accuracy"])  # best.keras holds the probe until beaten
         best_cb = best_model_checkpoint(
             work / "best.keras",
             class_names=class_names,
             input_spec=spec,
             best=max(earlier, default=None),
+            since_epoch=since,
         )
         callbacks.append(best_cb)
 
@@ -489,7 +500,7 @@ def _run(
 
     try:  # on cached backbone features when exact: the frozen forward pass runs once
         with interrupt_guard() as stop, fit_scope(strategy):  # (a swallowed Ctrl-C stops too)
-            cached = fit_transfer(
+            trained = fit_transfer(
                 model,
                 splits,
                 epochs=config.epochs,
@@ -501,13 +512,15 @@ def _run(
                 cache_dir=work / "features",
                 seed=config.seed,
                 shuffle=False,  # the pipeline shuffles: epoch e's order comes from (seed, e)
-            ).cached
+            )
+        cached, model = trained.cached, trained.model  # by stage: the last size's build
     except KeyboardInterrupt:
         hint = command or f"zoo-transfer train {config.model} --data {config.data}"
         hint = hint if "--resume" in hint else f"{hint} --resume"
         if chief:
+            current = stop.model or model  # by stage: the build of the interrupted epoch
             save_for_inference(
-                model, out / "interrupted.keras", class_names=class_names, input_spec=spec
+                current, out / "interrupted.keras", class_names=class_names, input_spec=spec
             )
         raise TrainingInterrupted(
             f"Interrupted. Finished epochs are saved in {out} (interrupted.keras holds the "
@@ -555,6 +568,25 @@ def _run(
         out, history, class_names, val_accuracy, list(splits.skipped), events, model,
         _fingerprint(model), cached, probe, final_from, wise, domain, dict(config.chosen),
     )  # fmt: skip
+
+
+def _check_transformer_sizes(card: Any, sizes: list[int], config: JobConfig) -> None:
+    """--progressive on a transformer: every size a multiple of its patch size; no
+    --wise-ft (its probe would be at the first size, the last epoch at the last)."""
+    patch = card.stages[-1].stride
+    odd = [s for s in sizes if s % patch]
+    if odd:
+        raise BuildArgumentError(
+            f"--progressive {','.join(map(str, sizes))}: {card.name} cuts images into "
+            f"{patch}x{patch} patches, and {odd[0]} px is not a multiple of {patch}. Use "
+            f"sizes like {', '.join(str(patch * k) for k in (8, 12, 16))}."
+        )
+    if config.wise_ft is not None:
+        raise BuildArgumentError(
+            f"--wise-ft with --progressive on {card.name}: WiSE-FT mixes the linear probe "
+            f"({sizes[0]} px) with the last epoch ({sizes[-1]} px), and a transformer's "
+            "models at two sizes do not mix. Drop one of them."
+        )
 
 
 def _stored_features(
