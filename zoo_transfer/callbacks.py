@@ -270,6 +270,11 @@ class ProgressiveResizing(keras.callbacks.Callback):
         verbose: print one line per size change.
 
     Each epoch's logs get `image_size` and `val_image_size`, beside the metrics.
+
+    A keras-hub transformer card (ViT, DeiT, DINOv2, CLIP, SigLIP) is built for one size:
+    train it with `zoo_transfer.fit_transfer(model, ..., callbacks=[ProgressiveResizing(
+    ...)])`, which runs one `fit` per size on the model rebuilt for it (`by_stage`,
+    `zoo_transfer.resize_model`); a plain `model.fit` with this callback refuses it.
     """
 
     def __init__(

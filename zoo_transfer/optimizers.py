@@ -175,6 +175,23 @@ def _replica_share() -> float:
 
 
 @keras.saving.register_keras_serializable(package="zoo_transfer")
+def _unnumbered(optimizer: Any) -> str:
+    """`optimizer`'s name without the number Keras gives the second and later unnamed
+    optimizer of a class in a process ("adam_1" -> "adam").
+
+    The inner optimizers' names are the paths their state is saved and restored by
+    (backups, `.keras` files): a run resumed in the same process as the run it
+    continues (the Python API) must find the same paths.
+    """
+    import re
+
+    name = str(optimizer.get_config()["name"])
+    found = re.fullmatch(r"(.+)_\d+", name)  # Keras' auto-name: the class in snake case
+    if found and found.group(1).replace("_", "") == type(optimizer).__name__.lower():
+        return found.group(1)
+    return name
+
+
 class GroupedOptimizer(keras.optimizers.MultiOptimizer):
     """One clone of `base` per group (or layer), learning rate scaled by the group's multiplier.
 
@@ -208,6 +225,7 @@ class GroupedOptimizer(keras.optimizers.MultiOptimizer):
         # kept as plain config: an optimizer attribute would be tracked as state
         self._base_class = base.__class__
         self._base_config = base.get_config()
+        self._base_config["name"] = _unnumbered(base)
         self.groups = dict(groups or {})
         self.multipliers = dict(multipliers or {})
         if per not in ("group", "layer"):

@@ -102,6 +102,8 @@ def _compile_like(model: Any, new: Any, optimizer: Any) -> None:
     """Compile `new` with `optimizer` and `model`'s loss, metrics and other settings."""
     from keras.saving import deserialize_keras_object
 
-    config = deserialize_keras_object(model.get_compile_config())
+    config = dict(model.get_compile_config() or {})
+    config.pop("optimizer", None)  # the carried one instead
+    config = deserialize_keras_object(config)
     config["optimizer"] = optimizer
     new.compile(**config)

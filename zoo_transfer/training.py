@@ -8,6 +8,7 @@ The job (`zoo-transfer train`), the recipes' plans (`fit_transfer(..., plan=plan
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -214,6 +215,17 @@ def _one_size(model: Any) -> bool:
     return card.tokens is not None and fixed_side(model) is not None
 
 
+class _EndOfSize(keras.callbacks.Callback):
+    """Stops a `fit` after epoch `end - 1`: each `fit` of `_fit_by_size` runs with the
+    whole run's `epochs`, so callbacks that check their schedules against it agree."""
+
+    end = 0
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if epoch + 1 >= self.end:
+            self.model.stop_training = True
+
+
 def _fit_by_size(
     model: Any,
     x: Any,
@@ -234,37 +246,37 @@ def _fit_by_size(
     from zoo_transfer.input_spec import fixed_side
     from zoo_transfer.resizing import resize_model
 
-    class EndOfSize(keras.callbacks.Callback):  # each fit runs to `epochs`, as one would
-        end = 0
-
-        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            if epoch + 1 >= self.end:
-                self.model.stop_training = True
-
-    stop = EndOfSize()
+    stop = _EndOfSize()
     merged: Any = None
-    for start, end, size in resizer.by_stage(initial_epoch, epochs):
-        if fixed_side(model) != size:
-            if verbose:
-                print(
-                    f"ProgressiveResizing: epoch {start + 1}: the model is rebuilt for "
-                    f"{size} px (position embeddings interpolated, training state kept)"
-                )
-            model = resize_model(model, size)
-        build_optimizer_now(model)
-        stop.end = end
-        history = model.fit(
-            x, y, validation_data=validation, epochs=epochs, initial_epoch=start,
-            callbacks=[*callbacks, stop], verbose=verbose, **fit_kwargs,
-        )  # fmt: skip
-        if merged is None:
-            merged = history
-        else:
-            merged.epoch += history.epoch
-            for key, values in history.history.items():
-                merged.history.setdefault(key, []).extend(values)
-        if not history.epoch or history.epoch[-1] + 1 < end:  # another callback stopped it
-            break
+    tf_log = logging.getLogger("tensorflow")  # each build traces its own steps: its
+    level = tf_log.level  # "retracing" warning would only alarm
+    tf_log.setLevel(max(level, logging.ERROR))
+    try:
+        for start, end, size in resizer.by_stage(initial_epoch, epochs):
+            if fixed_side(model) != size:
+                if verbose:
+                    print(
+                        f"ProgressiveResizing: epoch {start + 1}: the model is rebuilt for "
+                        f"{size} px (position embeddings interpolated, training state kept)"
+                    )
+                model = resize_model(model, size)
+            build_optimizer_now(model)
+            resizer.on_epoch_begin(start)  # before `fit` reads a batch (JAX's first build)
+            stop.end = end
+            history = model.fit(
+                x, y, validation_data=validation, epochs=epochs, initial_epoch=start,
+                callbacks=[*callbacks, stop], verbose=verbose, **fit_kwargs,
+            )  # fmt: skip
+            if merged is None:
+                merged = history
+            else:
+                merged.epoch += history.epoch
+                for key, values in history.history.items():
+                    merged.history.setdefault(key, []).extend(values)
+            if not history.epoch or history.epoch[-1] + 1 < end:  # another callback stopped
+                break
+    finally:
+        tf_log.setLevel(level)
     merged.set_model(model)
     return merged
 

@@ -243,3 +243,41 @@ def test_unfreezing_under_mixed_float16_on_jax(fresh_keras):
     changed = _changed(start, _weights(model))
     assert any(p.startswith("stage3") and p.endswith("kernel") for p in changed)
     assert not any(p.startswith(("stem", "stage1", "stage2")) for p in changed)
+
+
+def test_progressive_resizing_rebuilds_a_hub_transformer_on_jax(fresh_keras, tmp_path):
+    """A ViT is built for one size: `fit_transfer` fits 32 px, rebuilds at 48 px with the
+    training state carried (step count), and fits on; the pipeline has the new size
+    before Keras reads the first batch of the second `fit` (JAX builds from it)."""
+    keras_hub = pytest.importorskip("keras_hub", reason="keras-hub (the hub extra) is missing")
+    import zoo_transfer
+    from zoo_transfer.callbacks import ProgressiveResizing
+    from zoo_transfer.data import ResizableArrays
+    from zoo_transfer.optimizers import transfer_optimizer
+
+    folder = tmp_path / "tiny_vit"  # one family only: conftest's `hub_presets` makes eight
+    keras_hub.models.ViTBackbone(
+        image_shape=(32, 32, 3), patch_size=16, num_layers=2, num_heads=2, hidden_dim=32,
+        mlp_dim=64,
+    ).save_to_preset(str(folder))  # fmt: skip
+    keras_hub.layers.ViTImageConverter(
+        image_size=(32, 32), scale=1 / 127.5, offset=-1.0
+    ).save_to_preset(str(folder))
+    card = zoo_transfer.card_from_preset(folder, name="jax_vit.test")
+    zoo_transfer.register_model(card, override=True)
+    model = zoo_transfer.build(card.name, 3, weights=str(folder))
+    model.compile(
+        transfer_optimizer(model, "adam", learning_rate=1e-2), "sparse_categorical_crossentropy"
+    )
+    x, y = _data(n=16, side=40)
+    train = ResizableArrays(x, y, size=32, batch_size=8, seed=0)
+    resizer = ProgressiveResizing({0: 32, 1: 48}, train, verbose=0)
+    history = zoo_transfer.fit_transfer(
+        model, train.dataset(), epochs=2, callbacks=[resizer], verbose=0, cache="never"
+    )
+    assert history.history["image_size"] == [32, 48]
+    assert tuple(history.model.input.shape) == (None, 48, 48, 3)
+    assert int(history.model.optimizer.iterations) == 4  # 2 batches x 2 epochs, carried
+    before = model.get_layer("head_logits").get_weights()[0]
+    after = history.model.get_layer("head_logits").get_weights()[0]
+    assert not np.array_equal(before, after)  # the second build trained on

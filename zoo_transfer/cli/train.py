@@ -89,7 +89,11 @@ def _command_line() -> str:
     help="Training side in pixels. Default: the card's, or 128 for images of at most 64 px "
     "(as accurate, in half the time).",
 )
-@click.option("--progressive", help="Sizes spread over the epochs, e.g. 128,160,224.")
+@click.option(
+    "--progressive",
+    help="Sizes spread over the epochs, e.g. 128,160,224. A transformer is rebuilt for "
+    "each size (multiples of its patch size; position embeddings interpolated).",
+)
 @click.option(
     "--unfreeze",
     help="EPOCH:STAGE pairs, e.g. 3:stage4,5:stage3: stage4 trains from epoch 3 on. Epochs "
@@ -247,9 +251,17 @@ def train_cmd(model: str, **opts) -> None:
             click.echo(f"recipe: {result.domain['situation']['reason']}")
     probed = (result.probe or {}).get("val_accuracy")
     if probed is not None:
+        from zoo_transfer.input_spec import fixed_side
+
+        side = fixed_side(result.model)
+        by_stage = side is not None and len(set(result.history.get("image_size", []))) > 1
+        holds = (  # a transformer rebuilt per size: best.keras is at the last size
+            f"the best epoch at {side} px, the last size"
+            if by_stage
+            else "the best of the probe and the epochs"
+        )
         click.echo(
-            f"linear probe before the epochs: val_accuracy {probed:.4f} (best.keras holds "
-            "the best of the probe and the epochs)"
+            f"linear probe before the epochs: val_accuracy {probed:.4f} (best.keras holds {holds})"
         )
     if result.wise_ft is not None:
         click.echo(f"final.keras holds the {result.final_from}")
