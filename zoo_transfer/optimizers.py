@@ -174,7 +174,6 @@ def _replica_share() -> float:
     return 1.0 / tf.distribute.get_strategy().num_replicas_in_sync
 
 
-@keras.saving.register_keras_serializable(package="zoo_transfer")
 def _unnumbered(optimizer: Any) -> str:
     """`optimizer`'s name without the number Keras gives the second and later unnamed
     optimizer of a class in a process ("adam_1" -> "adam").
@@ -192,6 +191,7 @@ def _unnumbered(optimizer: Any) -> str:
     return name
 
 
+@keras.saving.register_keras_serializable(package="zoo_transfer")
 class GroupedOptimizer(keras.optimizers.MultiOptimizer):
     """One clone of `base` per group (or layer), learning rate scaled by the group's multiplier.
 
