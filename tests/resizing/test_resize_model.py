@@ -21,7 +21,7 @@ pytest.importorskip("keras_hub", reason="keras-hub (the hub extra) is not instal
 @pytest.fixture(scope="module")
 def cards(hub_presets):
     out = {}
-    for family in ("vit", "dinov2", "siglip"):
+    for family in hub_presets:
         card = zoo_transfer.card_from_preset(hub_presets[family], name=f"rs_{family}.test")
         zoo_transfer.register_model(card, override=True)
         out[family] = (card, str(hub_presets[family]))
@@ -155,3 +155,37 @@ def test_one_fit_cannot_resize_a_transformer_and_a_loaded_model_cannot_be_rebuil
         zoo_transfer.resize_model(loaded, 48)
     with pytest.raises(BuildArgumentError, match="positive int"):
         zoo_transfer.resize_model(model, 0)
+
+
+@pytest.mark.parametrize("family", ["deit", "clip", "resnet", "mobilenet", "efficientnet"])
+def test_progressive_resizing_on_the_other_hub_families(family, cards, fresh_keras):
+    """The transformers are rebuilt for each size; a CNN takes both sizes in one model
+    (`input_shape=(None, None, 3)`): `history.model` is `model` itself."""
+    card, folder = cards[family]
+    native = card.input_size[0]
+    if card.tokens is not None:
+        shape, sizes = (native, native, 3), {0: native, 1: native + card.stages[-1].stride}
+    else:
+        shape, sizes = (None, None, 3), {0: native, 1: native + 32}
+    model = zoo_transfer.build(card.name, 3, weights=folder, input_shape=shape)
+    model.compile(
+        zoo_transfer.transfer_optimizer(model, "adam", learning_rate=1e-2),
+        "sparse_categorical_crossentropy",
+    )
+    x, y = _data(64, n=16)
+    train = ResizableArrays(x, y, size=native, batch_size=8, seed=0)
+    before = model.get_layer("head_logits").get_weights()[0].copy()
+
+    history = zoo_transfer.fit_transfer(
+        model, train.dataset(), epochs=2, verbose=0, cache="never",
+        callbacks=[ProgressiveResizing(sizes, train, verbose=0)],
+    )  # fmt: skip
+
+    assert history.history["image_size"] == list(sizes.values())
+    trained = history.model
+    if card.tokens is not None:
+        assert trained is not model and tuple(trained.input.shape) == (None, sizes[1], sizes[1], 3)
+    else:
+        assert trained is model
+    assert int(trained.optimizer.iterations.numpy()) == 4  # 2 batches x 2 epochs
+    assert not np.allclose(before, trained.get_layer("head_logits").get_weights()[0])
