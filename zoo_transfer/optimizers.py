@@ -606,7 +606,8 @@ def transfer_optimizer(
         ).bind(model)
         _build_now(grouped)
         if keras.config.dtype_policy().name == "mixed_float16":
-            return GroupedLossScaleOptimizer(grouped)
+            # named: Keras would number a second one in the process, and state loads by path
+            return GroupedLossScaleOptimizer(grouped, name="loss_scale_optimizer")
         return grouped
 
 

@@ -183,3 +183,23 @@ def test_a_variable_outside_the_model_names_the_fix(fresh_keras):
     with pytest.raises(OptimizerMismatchError, match="transfer_optimizer"):
         optimizer.apply([np.ones(2, "float32")], [stranger])
     assert not np.any(stranger.numpy())  # nothing was applied
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_float16"])
+def test_state_paths_do_not_depend_on_the_optimizers_made_before(fresh_keras, policy):
+    """Backups and `.keras` files restore optimizer state by path: a run resumed in the
+    process that ran the first one (the Python API) must find the same paths, though
+    Keras numbers unnamed optimizers per process ("adam", "adam_1", ...)."""
+    import keras
+
+    keras.mixed_precision.set_dtype_policy(policy)
+    try:
+        paths = []
+        for _ in range(2):
+            model = zoo_transfer.build("digitnet", 3, input_shape=(32, 32, 3))
+            optimizer = zoo_transfer.transfer_optimizer(model, "adam", learning_rate=1e-3)
+            paths.append(sorted(v.path for v in optimizer.variables))
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")
+    assert paths[0] == paths[1]
+    assert any(p.startswith("adam_stage3/") for p in paths[0])
