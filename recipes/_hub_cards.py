@@ -27,6 +27,8 @@ from zoo_transfer.registry import Card, card_from_dict
 
 from ._encoders import encoder_blocks
 from ._hub import (
+    INTERPOLATED_TOKENS,
+    RESIZABLE_TOKENS,
     TOKEN_POOL,
     TOWER_OF,
     is_preset_folder,
@@ -273,8 +275,8 @@ def hub_card_dict(
             tokens = {"prefix": prefix, "pool": TOKEN_POOL.get(cls.__name__, "cls")}
         ref = tensor if nested else _tap_ref(measured, tensor)
         stages.append({"name": name, "layer": ref, "stride": stride, "shape": list(grid)})
-    if tokens is not None:
-        fixed = cls.__name__ not in ("DINOV2Backbone",)
+    if tokens is not None:  # one patch, where `build` interpolates the position rows
+        fixed = cls.__name__ not in RESIZABLE_TOKENS | INTERPOLATED_TOKENS
         smallest = [height, width, 3] if fixed else [stages[-1]["stride"]] * 2 + [3]
     else:
         smallest = [32, 32, 3]

@@ -102,6 +102,13 @@ def test_transformer_cuts_pools_and_sizes(hub_presets, hub_cards):
     assert big.get_layer(dino.arch).output.shape == (None, 17, 32)
     with pytest.raises(BuildArgumentError, match="multiples of the patch size 16"):
         zoo_transfer.build(vit.name, num_classes=2, weights=None, input_shape=(40, 40, 3))
+    # ViT's position rows are interpolated down as well as up: its smallest input is one
+    # patch (progressive resizing starts below the preset's size)
+    assert vit.min_input_size == (16, 16, 3) and vit.input_size == (32, 32, 3)
+    small = zoo_transfer.build(
+        vit.name, num_classes=2, weights=str(hub_presets["vit"]), input_shape=(16, 16, 3)
+    )
+    assert small.get_layer(vit.arch).output.shape == (None, 2, 32)  # class token + 1 patch
     with pytest.raises(BuildArgumentError, match="CNN"):
         zoo_transfer.build(hub_cards["resnet"].name, num_classes=2, weights=None, pooling="cls")
     whole = zoo_transfer.build(dino.name, num_classes=2, weights=None, trainable_from="stem")

@@ -1,0 +1,107 @@
+"""Progressive resizing on a transformer (built for one size, rebuilt for each): wall time
+of a 3-size schedule vs the same epochs at the final size, rebuilds and traces included.
+
+A keras-hub ViT has one position row per patch of its build size, so `fit_transfer` runs
+one `fit` per size and rebuilds the model in between (`zoo_transfer.resize_model`). This
+measures whether the smaller early epochs still pay once the rebuilds (a new model, its
+weights moved, new traces) are counted. Same card (`deit_tiny_distilled_patch16_224`,
+random weights: speed does not depend on them; every layer trainable), same images (in
+memory, stored at the final size), same epochs, same batch; the two sides alternate
+`--repeat` times and the best of each is compared. The attention cost grows with the
+square of the token count, so the ideal ratio is below the pixel ratio.
+
+    python benchmarks/progressive_transformer.py [--images 256] [--epochs 4]
+        [--sizes 112 160 224] [--starts 0 2 3] [--repeat 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+CARD = "deit_tiny_distilled_patch16_224.imagenet"
+
+
+def run(progressive: bool, args) -> dict:
+    import keras
+    import numpy as np
+
+    import zoo_transfer
+    from zoo_transfer.callbacks import ProgressiveResizing
+    from zoo_transfer.data import load
+
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    final = args.sizes[-1]
+    x = rng.uniform(0, 255, (args.images, final, final, 3)).astype("uint8")
+    y = rng.integers(0, 10, args.images)
+    first = args.sizes[0] if progressive else final
+    splits = load((x, y), image_size=first, storage_size=final, batch_size=32, augment="none")
+    model = zoo_transfer.build(
+        args.model, 10, weights=None, input_shape=(first, first, 3), trainable_from=0
+    )
+    model.compile(
+        zoo_transfer.transfer_optimizer(model, "adam", learning_rate=1e-4),
+        "sparse_categorical_crossentropy",
+    )
+    epoch_s: list[float] = []
+
+    class Timer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            epoch_s.append(time.perf_counter() - self.start)
+
+    callbacks = [Timer()]
+    if progressive:
+        callbacks.insert(0, ProgressiveResizing(args.schedule, splits.train_images, verbose=0))
+    start = time.perf_counter()
+    history = zoo_transfer.fit_transfer(
+        model, splits.train, epochs=args.epochs, callbacks=callbacks, verbose=0, cache="never"
+    )
+    wall = time.perf_counter() - start
+    sizes = history.history.get("image_size", [final] * args.epochs)
+    return {"wall": wall, "epoch_s": epoch_s, "sizes": sizes, "rebuilt": history.model is not model}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=CARD)
+    parser.add_argument("--images", type=int, default=256)
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--sizes", type=int, nargs=3, default=(112, 160, 224))
+    parser.add_argument("--starts", type=int, nargs=3, default=(0, 2, 3))
+    parser.add_argument("--repeat", type=int, default=2)
+    args = parser.parse_args()
+    args.schedule = dict(zip(args.starts, args.sizes, strict=True))
+    print(
+        f"{args.model} (random weights, all layers trainable), {args.images} images, "
+        f"batch 32, {args.epochs} epochs: schedule {args.schedule} vs {args.sizes[-1]} px; "
+        f"CPUs {os.cpu_count()}"
+    )
+    runs: dict[bool, list[dict]] = {True: [], False: []}
+    for _ in range(args.repeat):  # alternate, so background load hits both sides
+        for progressive in (False, True):
+            runs[progressive].append(run(progressive, args))
+    best = {side: min(done, key=lambda r: r["wall"]) for side, done in runs.items()}
+    for side, label in ((False, "final size only"), (True, "progressive")):
+        r = best[side]
+        walls = ", ".join(f"{d['wall']:.1f}" for d in runs[side])
+        epochs = ", ".join(f"{s}px {t:.1f}" for s, t in zip(r["sizes"], r["epoch_s"], strict=True))
+        print(f"{label:<16} best {r['wall']:6.1f} s (runs {walls}); epochs [s] {epochs}")
+    pixels = sum(best[True]["sizes"][e] ** 2 for e in range(args.epochs))
+    ideal = pixels / (args.epochs * args.sizes[-1] ** 2)
+    ratio = best[True]["wall"] / best[False]["wall"]
+    print(
+        f"ratio {ratio:.3f} (pixel ratio {ideal:.3f}); the progressive side was rebuilt "
+        f"per size: {best[True]['rebuilt']}"
+    )
+
+
+if __name__ == "__main__":
+    main()
