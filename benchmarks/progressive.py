@@ -30,12 +30,12 @@ from collections import Counter
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def run(progressive: bool, args) -> dict:
+def images(progressive: bool, args) -> tuple[object, int]:
+    """A fresh Keras session and the run's images (`Splits`, stored at the final size),
+    read at the first size of the side: `(splits, first size)`."""
     import keras
     import numpy as np
 
-    import zoo_transfer
-    from zoo_transfer.callbacks import ProgressiveResizing
     from zoo_transfer.data import load
 
     keras.backend.clear_session()
@@ -46,6 +46,45 @@ def run(progressive: bool, args) -> dict:
     y = rng.integers(0, 10, args.images)
     first = args.sizes[0] if progressive else final
     splits = load((x, y), image_size=first, storage_size=final, batch_size=32, augment="none")
+    return splits, first
+
+
+def epoch_timer(epoch_s: list) -> object:
+    """A callback appending each epoch's wall time (s) to `epoch_s`."""
+    import keras
+
+    class Timer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            epoch_s.append(time.perf_counter() - self.start)
+
+    return Timer()
+
+
+def best_runs(runs: dict, args) -> dict:
+    """Print each side's best run, its runs' times and its epochs; return the best."""
+    best = {side: min(done, key=lambda r: r["wall"]) for side, done in runs.items()}
+    for side, label in ((False, "final size only"), (True, "progressive")):
+        r = best[side]
+        walls = ", ".join(f"{d['wall']:.1f}" for d in runs[side])
+        epochs = ", ".join(f"{s}px {t:.1f}" for s, t in zip(r["sizes"], r["epoch_s"], strict=True))
+        print(f"{label:<16} best {r['wall']:6.1f} s (runs {walls}); epochs [s] {epochs}")
+        if "traces" in r:
+            traces = ", ".join(f"{k}: {v}" for k, v in sorted(r["traces"].items(), key=str))
+            print(f"{'':<16} traces per input side: {traces}")
+    return best
+
+
+def run(progressive: bool, args) -> dict:
+    import keras
+
+    import zoo_transfer
+    from zoo_transfer.callbacks import ProgressiveResizing
+
+    splits, _ = images(progressive, args)
+    final = args.sizes[-1]
 
     from keras.src.backend.common.symbolic_scope import in_symbolic_scope
 
@@ -67,15 +106,7 @@ def run(progressive: bool, args) -> dict:
     model = keras.Model(inputs, inner(Probe()(inputs)))
     model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
     epoch_s: list[float] = []
-
-    class Timer(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            epoch_s.append(time.perf_counter() - self.start)
-
-    callbacks = [Timer()]
+    callbacks = [epoch_timer(epoch_s)]
     if progressive:
         callbacks.insert(0, ProgressiveResizing(args.schedule, splits.train_images, verbose=0))
     traces.clear()
@@ -113,14 +144,7 @@ def main() -> None:
     for _ in range(args.repeat):  # alternate, so background load hits both sides
         for progressive in (False, True):
             runs[progressive].append(run(progressive, args))
-    best = {side: min(done, key=lambda r: r["wall"]) for side, done in runs.items()}
-    for side, label in ((False, "final size only"), (True, "progressive")):
-        r = best[side]
-        walls = ", ".join(f"{d['wall']:.1f}" for d in runs[side])
-        epochs = ", ".join(f"{s}px {t:.1f}" for s, t in zip(r["sizes"], r["epoch_s"], strict=True))
-        traces = ", ".join(f"{k}: {v}" for k, v in sorted(r["traces"].items(), key=str))
-        print(f"{label:<16} best {r['wall']:6.1f} s (runs {walls}); epochs [s] {epochs}")
-        print(f"{'':<16} traces per input side: {traces}")
+    best = best_runs(runs, args)
     pixels = sum(best[True]["sizes"][e] ** 2 for e in range(args.epochs))
     ideal = pixels / (args.epochs * args.sizes[-1] ** 2)
     ratio = best[True]["wall"] / best[False]["wall"]

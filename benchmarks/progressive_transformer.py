@@ -18,29 +18,23 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from progressive import best_runs, epoch_timer, images  # noqa: E402
 
 CARD = "deit_tiny_distilled_patch16_224.imagenet"
 
 
 def run(progressive: bool, args) -> dict:
-    import keras
-    import numpy as np
-
     import zoo_transfer
     from zoo_transfer.callbacks import ProgressiveResizing
-    from zoo_transfer.data import load
 
-    keras.backend.clear_session()
-    keras.utils.set_random_seed(0)
-    rng = np.random.default_rng(0)
+    splits, first = images(progressive, args)
     final = args.sizes[-1]
-    x = rng.uniform(0, 255, (args.images, final, final, 3)).astype("uint8")
-    y = rng.integers(0, 10, args.images)
-    first = args.sizes[0] if progressive else final
-    splits = load((x, y), image_size=first, storage_size=final, batch_size=32, augment="none")
     model = zoo_transfer.build(
         args.model, 10, weights=None, input_shape=(first, first, 3), trainable_from=0
     )
@@ -49,15 +43,7 @@ def run(progressive: bool, args) -> dict:
         "sparse_categorical_crossentropy",
     )
     epoch_s: list[float] = []
-
-    class Timer(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            epoch_s.append(time.perf_counter() - self.start)
-
-    callbacks = [Timer()]
+    callbacks = [epoch_timer(epoch_s)]
     if progressive:
         callbacks.insert(0, ProgressiveResizing(args.schedule, splits.train_images, verbose=0))
     start = time.perf_counter()
@@ -88,12 +74,7 @@ def main() -> None:
     for _ in range(args.repeat):  # alternate, so background load hits both sides
         for progressive in (False, True):
             runs[progressive].append(run(progressive, args))
-    best = {side: min(done, key=lambda r: r["wall"]) for side, done in runs.items()}
-    for side, label in ((False, "final size only"), (True, "progressive")):
-        r = best[side]
-        walls = ", ".join(f"{d['wall']:.1f}" for d in runs[side])
-        epochs = ", ".join(f"{s}px {t:.1f}" for s, t in zip(r["sizes"], r["epoch_s"], strict=True))
-        print(f"{label:<16} best {r['wall']:6.1f} s (runs {walls}); epochs [s] {epochs}")
+    best = best_runs(runs, args)
     pixels = sum(best[True]["sizes"][e] ** 2 for e in range(args.epochs))
     ideal = pixels / (args.epochs * args.sizes[-1] ** 2)
     ratio = best[True]["wall"] / best[False]["wall"]
