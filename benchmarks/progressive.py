@@ -63,6 +63,19 @@ def epoch_timer(epoch_s: list) -> object:
     return Timer()
 
 
+def compare(run, args) -> tuple[dict, float, float]:
+    """Alternate the two sides of `run(progressive, args)` `args.repeat` times (so
+    background load hits both), print each side's best run: `(best, ratio, pixel ratio)`."""
+    runs: dict[bool, list[dict]] = {True: [], False: []}
+    for _ in range(args.repeat):
+        for progressive in (False, True):
+            runs[progressive].append(run(progressive, args))
+    best = best_runs(runs, args)
+    pixels = sum(best[True]["sizes"][e] ** 2 for e in range(args.epochs))
+    ideal = pixels / (args.epochs * args.sizes[-1] ** 2)
+    return best, best[True]["wall"] / best[False]["wall"], ideal
+
+
 def best_runs(runs: dict, args) -> dict:
     """Print each side's best run, its runs' times and its epochs; return the best."""
     best = {side: min(done, key=lambda r: r["wall"]) for side, done in runs.items()}
@@ -140,14 +153,7 @@ def main() -> None:
         f"{args.epochs} epochs: schedule {args.schedule} vs {args.sizes[-1]} px; "
         f"CPUs {os.cpu_count()}"
     )
-    runs: dict[bool, list[dict]] = {True: [], False: []}
-    for _ in range(args.repeat):  # alternate, so background load hits both sides
-        for progressive in (False, True):
-            runs[progressive].append(run(progressive, args))
-    best = best_runs(runs, args)
-    pixels = sum(best[True]["sizes"][e] ** 2 for e in range(args.epochs))
-    ideal = pixels / (args.epochs * args.sizes[-1] ** 2)
-    ratio = best[True]["wall"] / best[False]["wall"]
+    best, ratio, ideal = compare(run, args)
     prog, fixed = best[True]["traces"], best[False]["traces"]
     added = sum(prog.values()) - sum(fixed.values())
     concrete = max((v for k, v in prog.items() if k is not None), default=0)

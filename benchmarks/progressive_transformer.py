@@ -24,7 +24,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from progressive import best_runs, epoch_timer, images  # noqa: E402
+from progressive import compare, epoch_timer, images  # noqa: E402
 
 CARD = "deit_tiny_distilled_patch16_224.imagenet"
 
@@ -70,14 +70,7 @@ def main() -> None:
         f"batch 32, {args.epochs} epochs: schedule {args.schedule} vs {args.sizes[-1]} px; "
         f"CPUs {os.cpu_count()}"
     )
-    runs: dict[bool, list[dict]] = {True: [], False: []}
-    for _ in range(args.repeat):  # alternate, so background load hits both sides
-        for progressive in (False, True):
-            runs[progressive].append(run(progressive, args))
-    best = best_runs(runs, args)
-    pixels = sum(best[True]["sizes"][e] ** 2 for e in range(args.epochs))
-    ideal = pixels / (args.epochs * args.sizes[-1] ** 2)
-    ratio = best[True]["wall"] / best[False]["wall"]
+    best, ratio, ideal = compare(run, args)
     print(
         f"ratio {ratio:.3f} (pixel ratio {ideal:.3f}); the progressive side was rebuilt "
         f"per size: {best[True]['rebuilt']}"
