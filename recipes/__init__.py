@@ -9,10 +9,10 @@ build, intercepted: what the card sweep and the card generator check).
 
 from ._build import SOURCE_HEAD, build, feature_extractor, normalization_layer
 from ._data_rule import FINE_TUNE_FROM, DataDefaults, data_defaults, epochs_for, side_for
-from ._hub import fetch_preset
+from ._hub import fetch_preset, resized_weight
 from ._hub_cards import card_from_preset
 from ._keras_apps import constructor, instantiate, resolve_tap
-from ._resize import rebuild_at, resized_weight
+from ._resize import rebuild_at
 from ._situations import (
     LP_FT_HEAD,
     RECIPES,

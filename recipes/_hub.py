@@ -182,6 +182,37 @@ def resize_position_embeddings(
     return np.concatenate([table[:prefix], grid]).reshape(shape).astype(value.dtype)
 
 
+def resized_weight(
+    card: Card,
+    variable: Any,
+    shape: tuple,
+    *,
+    source: tuple,
+    interpolation: str = "bicubic",
+) -> Any:
+    """The value of a transformer's size-bound `variable` (a model variable, or optimizer
+    state made from one: same path) for a model of `shape`'s patch grid, or None when
+    the variable is not bound to the size.
+
+    Position embeddings are interpolated from the grid of `source` (the `(H, W)` the
+    variable is laid out for); CLIP's position ids become 0..T-1 again. Optimizer moments
+    take `interpolation="bilinear"` (a convex mix keeps Adam's second moments >= 0).
+    """
+    import numpy as np
+
+    path = getattr(variable, "path", "")
+    if card.tokens is None or None in source:
+        return None
+    if "position_ids" in path:
+        return np.arange(int(np.prod(shape))).reshape(shape).astype(variable.dtype)
+    if "position_embedding" not in path:
+        return None
+    value = np.asarray(variable.numpy() if hasattr(variable, "numpy") else variable)
+    return resize_position_embeddings(
+        card, value, shape, source=source, interpolation=interpolation
+    )
+
+
 def _class_name(card: Card) -> str:
     return card.constructor.replace(":", ".").rpartition(".")[2]
 
@@ -376,8 +407,6 @@ def hub_class_base() -> Any:
 def _from_folder(card: Card, cls: Any, folder: Path, size: dict[str, Any]) -> Any:
     """The card's backbone from a preset folder: the preset itself, or its tower copied
     into a build named as the card says (so the card's layer names hold)."""
-    import numpy as np
-
     from ._positions import copy_by_position
 
     class_name, config = read_preset_config(folder)
@@ -400,11 +429,7 @@ def _from_folder(card: Card, cls: Any, folder: Path, size: dict[str, Any]) -> An
     if resized:
 
         def adapt(variable: Any, shape: tuple) -> Any:
-            if "position_ids" in variable.path:  # CLIP keeps its token indices as a weight
-                return np.arange(int(np.prod(shape))).reshape(shape).astype(variable.dtype)
-            if "position_embedding" not in variable.path:
-                return None
-            return resize_position_embeddings(card, variable.numpy(), shape)
+            return resized_weight(card, variable, shape, source=tuple(card.input_size[:2]))
 
     copy_by_position(source, target, label=f"{folder} ({key or class_name})", adapt=adapt)
     return target

@@ -18,6 +18,7 @@ from typing import Any
 from zoo_transfer.errors import NotATransferModelError
 
 from ._build import BUILD_ARGUMENTS, build
+from ._hub import resized_weight
 from ._positions import copy_by_position
 from .stages import find_backbone
 
@@ -52,46 +53,10 @@ def rebuild_at(model: Any, size: int) -> Any:
         new = build(**{**arguments, "input_shape": (side, side, 3), "weights": None})
 
     def adapt(variable: Any, shape: tuple) -> Any:
-        return resized_weight(card.name, variable, shape, source=old_shape)
+        return resized_weight(card, variable, shape, source=old_shape)
 
     copy_by_position(model, new, label=f"{model.name} at {old_shape}", adapt=adapt)
     old_layers, new_layers = list(model._flatten_layers()), list(new._flatten_layers())
     for a, b in zip(old_layers, new_layers, strict=True):  # parents first: children last
         b.trainable = a.trainable
     return new
-
-
-def resized_weight(
-    card: str,
-    variable: Any,
-    shape: tuple,
-    *,
-    source: tuple,
-    interpolation: str = "bicubic",
-) -> Any:
-    """The value of a transformer's size-bound `variable` (a model variable, or optimizer
-    state made from one: same path) for a model of `shape`'s patch grid, or None when
-    the variable is not bound to the size.
-
-    Position embeddings are interpolated from the grid of `source` (the `(H, W)` the
-    variable is laid out for); CLIP's position ids become 0..T-1 again. Optimizer moments
-    take `interpolation="bilinear"` (a convex mix keeps Adam's second moments >= 0).
-    """
-    import numpy as np
-
-    from zoo_transfer.registry import get_card
-
-    from ._hub import resize_position_embeddings
-
-    found = get_card(card)
-    path = getattr(variable, "path", "")
-    if found.tokens is None or None in source:
-        return None
-    if "position_ids" in path:
-        return np.arange(int(np.prod(shape))).reshape(shape).astype(variable.dtype)
-    if "position_embedding" not in path:
-        return None
-    value = np.asarray(variable.numpy() if hasattr(variable, "numpy") else variable)
-    return resize_position_embeddings(
-        found, value, shape, source=source, interpolation=interpolation
-    )

@@ -82,7 +82,7 @@ def _carried(model: Any, new: Any) -> Any:
             f"the resized model {len(after)}. Compile with "
             "zoo_transfer.transfer_optimizer(model, ...) so it covers every layer."
         )
-    card = find_backbone(model)[1].name
+    card = find_backbone(model)[1]
     source = tuple(model.inputs[0].shape[1:3])
     for a, b in zip(before, after, strict=True):
         value = keras.ops.convert_to_numpy(a)
