@@ -12,6 +12,7 @@ continues where it stopped. `fit_transfer` calls it between the sizes of a
 from __future__ import annotations
 
 import contextlib
+import numbers
 from typing import Any
 
 from zoo_transfer.errors import BuildArgumentError, OptimizerMismatchError
@@ -37,9 +38,9 @@ def resize_model(model: Any, size: int) -> Any:
     """
     from zoo_transfer.recipes import rebuild_at
 
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+    if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
         raise BuildArgumentError(f"Expected size as a positive int. Received: size={size!r}")
-    new = rebuild_at(model, size)
+    new = rebuild_at(model, int(size))
     if getattr(model, "optimizer", None) is not None and getattr(model, "compiled", False):
         _compile_like(model, new, _carried(model, new))
     return new
