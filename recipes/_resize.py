@@ -33,7 +33,7 @@ def rebuild_at(model: Any, size: int) -> Any:
     is not changed. `zoo_transfer.resize_model` also carries the optimizer.
 
     ```python
-    model = zoo_transfer.build("vit_base.augreg_in21k_ft_in1k_224", num_classes=5,
+    model = zoo_transfer.build("vit_base_patch16_224.imagenet", num_classes=5,
                                input_shape=(160, 160, 3))
     bigger = zoo_transfer.recipes.rebuild_at(model, 224)
     ```

@@ -28,7 +28,7 @@ def resize_model(model: Any, size: int) -> Any:
     moments (a position embedding's interpolated bilinearly) and L2-SP anchors.
 
     ```python
-    model = zoo_transfer.build("vit_base.augreg_in21k_ft_in1k_224", num_classes=5,
+    model = zoo_transfer.build("vit_base_patch16_224.imagenet", num_classes=5,
                                input_shape=(160, 160, 3))
     model.compile(zoo_transfer.transfer_optimizer(model, "adam"), "sparse_categorical_crossentropy")
     model.fit(images_160, labels, epochs=2)
