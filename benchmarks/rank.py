@@ -78,20 +78,30 @@ def _shell(*args: str) -> str:
     return proc.stdout
 
 
-def logme_scores(task, size: int, features: str = "head") -> dict[tuple[str, str], float]:
+def logme_scores(
+    task, size: int, features: str = "head", standardize: bool = False
+) -> dict[tuple[str, str], float]:
     from zoo_transfer.rank import rank
 
     scores = {}
     for name, weights in candidates():
         result = rank(
             str(task.train), [name], weights=None if weights == "none" else weights,
-            image_size=size, progress=False, features=features,
+            image_size=size, progress=False, features=features, standardize=standardize,
         )  # fmt: skip
         row = result.rows[0]
         if row.error:
             raise SystemExit(row.error)
         scores[(name, weights)] = row.logme
     return scores
+
+
+# (features, standardize): what LogME scores. `rank`'s default first.
+VARIANTS = [("head", True), ("head", False), ("trunk", True), ("trunk", False)]
+
+
+def _label(variant: tuple[str, bool]) -> str:
+    return f"{variant[0]}{' std' if variant[1] else ' raw'}"
 
 
 def fine_tuned_accuracy(task, name: str, weights: str, size: int, out: Path) -> float:
@@ -117,34 +127,35 @@ def main() -> None:
     tasks = {name: prepare(name, work) for name in args.tasks.split(",")}
     for name, task in tasks.items():
         begin = time.perf_counter()
-        scores = logme_scores(task, args.size)
-        rank_seconds = time.perf_counter() - begin
-        trunk = logme_scores(task, args.size, features="trunk")
+        scores = {variant: logme_scores(task, args.size, *variant) for variant in VARIANTS}
+        rank_seconds = (time.perf_counter() - begin) / len(VARIANTS)
         accuracy = {}
         begin = time.perf_counter()
-        for key in scores:
+        for key in scores[VARIANTS[0]]:
             out = work / "rank-runs" / name / f"{key[0]}-{'random' if key[1] == 'none' else 'real'}"
             accuracy[key] = fine_tuned_accuracy(task, key[0], key[1], args.size, out)
         train_seconds = time.perf_counter() - begin
-        keys = sorted(scores, key=lambda k: -scores[k])
-        print(f"\n{name} ({args.size} px): rank {rank_seconds:.0f} s, fine-tuning "
-              f"{train_seconds:.0f} s")  # fmt: skip
-        print(f"  {'model':<24} {'weights':<8} {'LogME':>8} {'(trunk)':>8} {'test acc':>9}")
+        keys = sorted(accuracy, key=lambda k: -accuracy[k])
+        print(f"\n{name} ({args.size} px): rank {rank_seconds:.0f} s per variant, fine-tuning "
+              f"{train_seconds:.0f} s; LogME of each variant, by test accuracy")  # fmt: skip
+        print(f"  {'model':<24} {'weights':<8} " + " ".join(f"{_label(v):>14}" for v in VARIANTS)
+              + f" {'test acc':>9}")  # fmt: skip
         for key in keys:
             kind = "random" if key[1] == "none" else "real"
-            print(f"  {key[0]:<24} {kind:<8} {scores[key]:>8.4f} {trunk[key]:>8.4f} "
-                  f"{accuracy[key]:>9.4f}")  # fmt: skip
-        rho = spearman([scores[k] for k in keys], [accuracy[k] for k in keys])
-        rho_trunk = spearman([trunk[k] for k in keys], [accuracy[k] for k in keys])
-        print(f"  Spearman of LogME on the trunk's pooled features (features='trunk'): "
-              f"{rho_trunk:.3f}")  # fmt: skip
-        real = [scores[k] for k in keys if k[1] != "none"]
-        controls = [scores[k] for k in keys if k[1] == "none"]
-        below = max(controls) < min(real)
-        print(f"  Spearman(LogME, test accuracy) = {rho:.3f} (target >= 0.8); every random "
-              f"control below every real model: {below}")  # fmt: skip
-        summary.append((name, rho, below))
-    print("\nsummary: " + "; ".join(f"{n} rho {r:.3f}, controls below {b}" for n, r, b in summary))
+            print(f"  {key[0]:<24} {kind:<8} "
+                  + " ".join(f"{scores[v][key]:>14.4f}" for v in VARIANTS)
+                  + f" {accuracy[key]:>9.4f}")  # fmt: skip
+        for variant in VARIANTS:
+            rho = spearman([scores[variant][k] for k in keys], [accuracy[k] for k in keys])
+            real = [scores[variant][k] for k in keys if k[1] != "none"]
+            controls = [scores[variant][k] for k in keys if k[1] == "none"]
+            below = max(controls) < min(real)
+            print(f"  {_label(variant):<14} Spearman(LogME, test accuracy) = {rho:.3f} "
+                  f"(>= 0.8); every random control below every real model: {below}")  # fmt: skip
+            summary.append((name, _label(variant), rho, below))
+    print("\nsummary:")
+    for name, variant, rho, below in summary:
+        print(f"  {name:<10} {variant:<14} rho {rho:.3f}, controls below {below}")
 
 
 if __name__ == "__main__":

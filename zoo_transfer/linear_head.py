@@ -31,6 +31,8 @@ import numpy as np
 
 from zoo_transfer.errors import ArgumentError
 
+# added to each feature's standard deviation: a constant feature is scaled, not divided by 0
+SCALE_FLOOR = 1e-6
 L2_GRID = tuple(10.0**k for k in range(0, -7, -1))  # strongest first: warm starts go weaker
 
 
@@ -223,7 +225,7 @@ def holdout_accuracy(
             f"{len(y)} images, one per class."
         )
     xt, yt = x[~held], y[~held]
-    mean, scale = xt.mean(axis=0), xt.std(axis=0) + 1e-6
+    mean, scale = xt.mean(axis=0), xt.std(axis=0) + SCALE_FLOOR
     xt, xh = (xt - mean) / scale, (x[held] - mean) / scale
     inner = stratified_fifth(yt, seed + 1)
     if inner.any() and (~inner).any():
@@ -308,7 +310,7 @@ def fit_linear_head(
     else:
         x, y = backbone_features(trunk, train, batch_size=batch_size, split="train")
     y = _class_indices(y)
-    mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-6
+    mean, scale = x.mean(axis=0), x.std(axis=0) + SCALE_FLOOR
     xs = (x - mean) / scale
     if validation is not None:
         if features is not None:

@@ -31,6 +31,8 @@ class RankRow:
         logme: LogME of the pooled features (higher is better), or None on error.
         features: what LogME scored: `"head"` (the default head's input: the last three
             stages, average and max pooled) or `"trunk"` (the feature layer's average).
+        standardized: whether LogME scored those features centred and scaled to unit
+            variance (`rank`'s default) or as they are.
         leep: LEEP of the source head's probabilities, or None without a source head
             (random weights, weights without the classifier).
         seconds: the time it took: build, forward pass and scores.
@@ -54,6 +56,7 @@ class RankRow:
     stage_accuracy: dict[str, float] | None = None
     error: str | None = None
     features: str = "trunk"
+    standardized: bool = True
 
     @property
     def label(self) -> str:
@@ -93,7 +96,7 @@ class RankResult:
 
         Each row: `{"rank"` (1 = best; None for a failed model), `"model", "weights",
         "logme", "leep", "seconds", "feature_size", "n_images", "image_size",
-        "stage_accuracy", "error", "features"}`; missing values are None.
+        "stage_accuracy", "error", "features", "standardized"}`; missing values are None.
         """
         models = []
         for i, row in enumerate(self.rows, start=1):
@@ -122,7 +125,7 @@ class RankResult:
                     row.label,
                     _num(row.logme, 4),
                     _num(row.leep, 4),
-                    f"{row.feature_size} {row.features}",
+                    f"{row.feature_size} {row.features}{'' if row.standardized else ' raw'}",
                     str(row.image_size),
                     f"{row.seconds:.1f}",
                 ]
@@ -131,7 +134,8 @@ class RankResult:
         text += (
             f"\n{self.n_images} images, {len(self.class_names)} classes; LogME and LEEP: "
             "higher is better; FEATURES: how many LogME scored, and which (head: what "
-            "train's default head reads; trunk: the feature layer's average)"
+            "train's default head reads; trunk: the feature layer's average; standardised "
+            "unless marked raw)"
         )
         for row in self.failed:
             text += f"\nnot ranked: {row.error}"

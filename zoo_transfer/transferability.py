@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from zoo_transfer.errors import ScoreInputError, TooFewImagesError
+from zoo_transfer.linear_head import SCALE_FLOOR
 
 MIN_PER_CLASS = 2  # a class with fewer images cannot be judged
 _LIMIT = 1e15  # alpha and beta stay in [1/_LIMIT, _LIMIT]: a degenerate class cannot overflow
@@ -227,6 +228,7 @@ class LogMEAccumulator:
         self.n = 0
         self._ftf: np.ndarray | None = None  # F^T F
         self._fty: np.ndarray | None = None  # F^T Y (D x K), Y one-hot
+        self._sum: np.ndarray | None = None  # F^T 1, for `standardize=True`
         self._counts = np.zeros(len(self.class_names or ()), dtype=np.int64)  # y_c^T y_c
 
     @property
@@ -249,6 +251,7 @@ class LogMEAccumulator:
                 raise ScoreInputError("Expected at least one feature per image. Received: D=0.")
             self._ftf = np.zeros((d, d))
             self._fty = np.zeros((d, len(self._counts)))
+            self._sum = np.zeros(d)
         elif x.shape[1] != self._ftf.shape[0]:
             raise ScoreInputError(
                 f"Expected {self._ftf.shape[0]} features per image, as in the earlier chunks. "
@@ -269,11 +272,35 @@ class LogMEAccumulator:
         onehot[np.arange(len(y)), y] = 1.0
         self._ftf += x.T @ x
         self._fty += x.T @ onehot
+        self._sum += x.sum(axis=0)
         self._counts += np.bincount(y, minlength=len(self._counts))
         self.n += len(y)
 
-    def evidences(self) -> list[ClassEvidence]:
+    def _statistics(self, standardize: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+        """`(F^T F, F^T Y, y_c^T y_c, n)` of the features as scored."""
+        counts = self._counts.astype(np.float64)
+        if not standardize:
+            return self._ftf, self._fty, counts, self.n
+        # Centred and scaled to unit variance, as `linear_head` does before fitting
+        # (its std + SCALE_FLOOR); the targets are centred too, so the intercept the
+        # probe fits unpenalised is not charged to the weights. It costs one dimension.
+        mean = self._sum / self.n
+        ftf = self._ftf - self.n * np.outer(mean, mean)
+        var = np.diag(ftf) / self.n
+        # a feature whose spread is below the round-off of F^T F - n mean^2 is constant
+        constant = var <= 64 * np.finfo(np.float64).eps * np.diag(self._ftf) / self.n
+        ftf[constant, :] = 0.0
+        ftf[:, constant] = 0.0
+        scale = np.sqrt(np.where(constant, 0.0, var)) + SCALE_FLOOR
+        fty = (self._fty - np.outer(mean, counts)) / scale[:, None]
+        fty[constant] = 0.0
+        return ftf / np.outer(scale, scale), fty, counts - counts**2 / self.n, self.n - 1
+
+    def evidences(self, *, standardize: bool = False) -> list[ClassEvidence]:
         """The maximised evidence of each class, in class order.
+
+        `standardize=True` scores the features centred and scaled to unit variance
+        (see `logme`).
 
         Raises `TooFewImagesError` when there are fewer than 2 classes or a class has
         fewer than 2 images.
@@ -281,8 +308,9 @@ class LogMEAccumulator:
         if self._ftf is None or self.n == 0:
             raise ScoreInputError("Expected features of at least one image. Received: none.")
         check_class_counts(self._counts, self.class_names)
-        sigma, v = np.linalg.eigh(self._ftf)
-        z_all = v.T @ self._fty  # (D, K)
+        ftf, fty, yy, n = self._statistics(standardize)
+        sigma, v = np.linalg.eigh(ftf)
+        z_all = v.T @ fty  # (D, K)
         # The maximised evidence does not change when the features are scaled by c (alpha
         # takes c^2), so they are brought to unit scale first: features of 1e-18 (a
         # random network's vanishing activations) or 1e6 keep alpha and beta in range.
@@ -293,29 +321,42 @@ class LogMEAccumulator:
         d = len(sigma)
         keep = sigma > d * np.finfo(np.float64).eps
         sigma, z_all = sigma[keep], z_all[keep]
-        found = [
-            _maximise(sigma, z_all[:, c], float(self._counts[c]), self.n, d)
-            for c in range(z_all.shape[1])
-        ]
+        found = [_maximise(sigma, z_all[:, c], float(yy[c]), n, d) for c in range(z_all.shape[1])]
         return [ClassEvidence(e.alpha * scale, e.beta, e.evidence, e.steps) for e in found]
 
-    def score(self) -> float:
-        """LogME: the mean over classes of the maximised log evidence, divided by `N`."""
-        return float(np.mean([e.evidence for e in self.evidences()]) / self.n)
+    def score(self, *, standardize: bool = False) -> float:
+        """LogME: the mean over classes of the maximised log evidence, divided by `N`.
+
+        `standardize`: score the features centred and scaled to unit variance (`logme`).
+        """
+        evidences = self.evidences(standardize=standardize)
+        return float(np.mean([e.evidence for e in evidences]) / self.n)
 
 
-def logme(features: Any, labels: Any, *, class_names: Sequence[str] | None = None) -> float:
+def logme(
+    features: Any,
+    labels: Any,
+    *,
+    class_names: Sequence[str] | None = None,
+    standardize: bool = False,
+) -> float:
     """LogME of `features` for the classification task `labels`: higher transfers better.
 
     The mean over classes of the log marginal evidence of a Bayesian linear regression
     of the class's one-hot target on the features (its prior and noise precisions
     maximised), divided by the number of images. Comparable between models on the same
-    images; the features are used as they are (no centring or scaling).
+    images.
 
     Args:
         features: `(N, D)` array, e.g. a frozen backbone's pooled features.
         labels: `(N,)` integer class indices `0..K-1`.
         class_names: `list[str]`, optional: names classes in errors.
+        standardize: False (default, as in You et al.): the features as they are. True:
+            each feature centred and scaled to unit variance first (standard deviation
+            plus `linear_head.SCALE_FLOOR`), and each class's target centred: the
+            regression then matches the probe `zoo_transfer.linear_head` fits (an
+            unpenalised intercept, one L2 strength for every standardised feature), so
+            a feature's scale does not decide its prior.
 
     Raises `TooFewImagesError` for fewer than 2 classes or a class with fewer than 2
     images, and `ScoreInputError` for mismatched lengths, NaN or a wrong shape.
@@ -329,7 +370,7 @@ def logme(features: Any, labels: Any, *, class_names: Sequence[str] | None = Non
     """
     acc = LogMEAccumulator(class_names)
     acc.add(features, labels)
-    return acc.score()
+    return acc.score(standardize=standardize)
 
 
 # ---------------------------------------------------------------------- LEEP

@@ -48,3 +48,19 @@ def test_an_unknown_model_exits_2(run, tmp_path, make_folder):
     root = make_folder(tmp_path / "data", per_class=2, classes=2)
     result = run("--data", str(root), "--models", "digitnet,digitnt", "--quiet")
     assert result.exit_code == 2 and "Unknown model 'digitnt'" in result.output
+
+
+def test_raw_scores_the_features_as_they_are(run, tmp_path, make_folder):
+    import json
+
+    root = make_folder(tmp_path / "data", per_class=4, classes=3)
+    rows = {}
+    for flag in ("--standardize", "--raw"):
+        result = run("--data", str(root), "--models", "digitnet", "--quiet", "--format",
+                     "json", flag)  # fmt: skip
+        assert result.exit_code == 0, result.output
+        (rows[flag],) = json.loads(result.output)["models"]
+    assert rows["--standardize"]["standardized"] is True
+    assert rows["--raw"]["standardized"] is False
+    assert rows["--raw"]["feature_size"] == rows["--standardize"]["feature_size"]
+    assert rows["--raw"]["logme"] != pytest.approx(rows["--standardize"]["logme"], abs=1e-3)

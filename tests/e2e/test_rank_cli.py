@@ -64,8 +64,9 @@ def test_json_keys_stages_and_plot(ranked):
     for row in data["models"][:2]:
         assert set(row) == {
             "rank", "model", "weights", "logme", "leep", "seconds", "feature_size",
-            "n_images", "image_size", "stage_accuracy", "error", "features",
+            "n_images", "image_size", "stage_accuracy", "error", "features", "standardized",
         }  # fmt: skip
+        assert row["standardized"] is True  # the default
         assert list(row["stage_accuracy"]) == ["stem", "stage1", "stage2", "stage3"]
         assert all(0 <= a <= 1 for a in row["stage_accuracy"].values())
         assert row["n_images"] == 60 and row["image_size"] == 32

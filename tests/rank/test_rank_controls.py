@@ -115,10 +115,12 @@ def test_json_has_the_documented_keys(mobilenet):
     assert set(data) == {"source", "n_images", "classes", "models"}
     assert data["n_images"] == 10 * PER_CLASS and len(data["classes"]) == 10
     keys = {"rank", "model", "weights", "logme", "leep", "seconds", "feature_size",
-            "n_images", "image_size", "stage_accuracy", "error", "features"}  # fmt: skip
+            "n_images", "image_size", "stage_accuracy", "error", "features",
+            "standardized"}  # fmt: skip
     for i, row in enumerate(data["models"], start=1):
         assert set(row) == keys
         assert row["rank"] == i and row["model"] == MOBILENET and row["error"] is None
+        assert row["standardized"] is True  # the default
     assert data["models"][0]["weights"].endswith(WEIGHTS.name)
     assert data["models"][1]["weights"] == RANDOM and data["models"][1]["leep"] is None
 

@@ -95,12 +95,21 @@ def test_logme_scores_what_the_default_head_reads_or_the_trunk(digits, plain):
     _, y = digits
     head = _head_input(digits, **LP_FT_HEAD)
     assert plain.features == "head" and plain.feature_size == head.shape[1]
-    assert plain.logme == pytest.approx(logme(head, y), rel=1e-5)
+    # standardised by default, as the probe fits them
+    assert plain.standardized is True
+    assert plain.logme == pytest.approx(logme(head, y, standardize=True), rel=1e-5)
+    (raw,) = rank(digits, "digitnet", standardize=False, progress=False).rows
+    assert raw.standardized is False and raw.feature_size == head.shape[1]
+    assert raw.logme == pytest.approx(logme(head, y), rel=1e-5)
+    assert abs(raw.logme - plain.logme) > 1e-3  # the two are different scores
     (trunk,) = rank(digits, "digitnet", features="trunk", progress=False).rows
     pooled = _head_input(digits)
     assert trunk.features == "trunk" and trunk.feature_size == pooled.shape[1] < head.shape[1]
-    assert trunk.logme == pytest.approx(logme(pooled, y), rel=1e-5)
-    assert "head" in rank(digits, "digitnet", progress=False).to_table()
+    assert trunk.logme == pytest.approx(logme(pooled, y, standardize=True), rel=1e-5)
+    table = rank(digits, "digitnet", progress=False).to_table()
+    assert f"{head.shape[1]} head " in table and " raw " not in table
+    raw_table = rank(digits, "digitnet", standardize=False, progress=False).to_table()
+    assert f"{head.shape[1]} head raw" in raw_table
     with pytest.raises(ArgumentError, match="features to be one of head, trunk"):
         rank(digits, "digitnet", features="stage3", progress=False)
 

@@ -201,3 +201,61 @@ def test_the_score_does_not_depend_on_the_features_scale(scale):
     # such as a random network's vanishing activations, are scored like any others
     f, y = _task(60, 8, seed=7)
     assert logme(f * scale, y) == pytest.approx(logme(f, y), rel=1e-7)
+
+
+def _centred_basis(n: int) -> np.ndarray:
+    """`(n, n - 1)` orthonormal columns spanning the vectors that sum to 0."""
+    q, _ = np.linalg.qr(np.eye(n)[:, :-1] - 1.0 / n)
+    return q
+
+
+def test_standardized_logme_is_the_evidence_of_the_probes_regression():
+    # standardize=True scores what linear_head fits: features centred and scaled (std +
+    # 1e-6), the intercept left free. With the constant direction projected out (n - 1
+    # dimensions), that is the plain evidence of the centred target on those features.
+    f, y = _task(60, 8, noise=1.0, seed=4)
+    f = np.abs(f) * np.geomspace(1e-3, 1e3, 8) + np.linspace(0, 50, 8)  # scales and offsets
+    z = (f - f.mean(axis=0)) / (f.std(axis=0) + 1e-6)
+    q = _centred_basis(len(y))
+    acc = LogMEAccumulator()
+    acc.add(f, y)
+    per_class = acc.evidences(standardize=True)
+    for c, found in enumerate(per_class):
+        target = q.T @ (y == c).astype(float)
+        assert found.evidence == pytest.approx(
+            _evidence(q.T @ z, target, found.alpha, found.beta), rel=1e-7
+        )
+        grid, _, _ = _grid_maximum(q.T @ z, target)
+        assert found.evidence >= grid - 1e-6 * max(1.0, abs(grid))
+        assert found.evidence == pytest.approx(grid, abs=1e-4)
+    assert acc.score(standardize=True) == pytest.approx(
+        np.mean([e.evidence for e in per_class]) / len(y)
+    )
+    # the raw score is still the default, and a different number here
+    assert acc.score() == pytest.approx(logme(f, y))
+    assert abs(acc.score() - acc.score(standardize=True)) > 0.01
+
+
+def test_standardized_logme_ignores_each_features_scale_offset_and_constants():
+    f, y = _task(300, 12, k=4, noise=1.5, seed=5)
+    base = logme(f, y, standardize=True)
+    scales = np.geomspace(1.0, 1e4, 12)
+    moved = f * scales + 1e3 * np.arange(12)  # each feature its own unit and zero
+    assert logme(moved, y, standardize=True) == pytest.approx(base, rel=1e-6)
+    # (only the floor added to the std, 1e-6 as in the probe, tells units apart)
+    assert logme(moved, y) != pytest.approx(logme(f, y), rel=1e-3)  # raw LogME is not
+    # a constant feature (a dead ReLU) carries nothing and changes nothing
+    dead = np.concatenate([f, np.full((300, 2), 7.25)], axis=1)
+    assert logme(dead, y, standardize=True) == pytest.approx(base, rel=1e-8)
+    # float32 chunks with a large common offset: no cancellation in the centring
+    acc = LogMEAccumulator()
+    shifted = (f + 100.0).astype(np.float32)
+    for part in np.array_split(np.arange(300), 7):
+        acc.add(shifted[part], y[part])
+    assert acc.score(standardize=True) == pytest.approx(
+        logme(shifted.astype(np.float64), y, standardize=True), rel=1e-9
+    )
+    assert acc.score(standardize=True) == pytest.approx(base, rel=1e-5)
+    # informative features still beat the same features shuffled against the labels
+    shuffled = np.random.default_rng(6).permutation(f)
+    assert base > logme(shuffled, y, standardize=True) + 0.05

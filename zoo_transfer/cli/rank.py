@@ -89,6 +89,13 @@ def parse_weights(pairs: tuple[str, ...]) -> dict[str, Any]:
     help="What LogME scores: head, the features train's default head reads (the last "
     "three stages, average and max pooled); trunk, the feature layer's average pool.",
 )
+@click.option(
+    "--standardize/--raw",
+    default=True,
+    show_default=True,
+    help="Score each feature centred and scaled to unit variance, as train's probe fits "
+    "them (default), or the features as they are (--raw, as in the LogME paper).",
+)
 @click.option("--format", "fmt", type=FORMAT, default="table", show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress line on stderr.")
 def rank_cmd(
@@ -101,6 +108,7 @@ def rank_cmd(
     plot: Path | None,
     controls: bool,
     features: str,
+    standardize: bool,
     fmt: str,
     quiet: bool,
 ) -> None:
@@ -116,8 +124,8 @@ def rank_cmd(
 
     JSON output: {"source", "n_images", "classes", "models": [{"rank", "model", "weights",
     "logme", "leep", "seconds", "feature_size", "n_images", "image_size",
-    "stage_accuracy", "error", "features"}]}, best first; "rank" and the scores are null for a model
-    that could not be scored, and "error" says why.
+    "stage_accuracy", "error", "features", "standardized"}]}, best first; "rank" and
+    the scores are null for a model that could not be scored, and "error" says why.
     """
     if plot is not None and not stages:
         _fail("--plot draws the accuracy by stage: add --stages.")
@@ -138,6 +146,7 @@ def rank_cmd(
         result = rank(
             data, names, weights=given, image_size=image_size, batch_size=batch_size,
             stages=stages, controls=controls, progress=not quiet, features=features,
+            standardize=standardize,
         )  # fmt: skip
         if plot is not None:
             result.plot_stages(plot)
