@@ -3,14 +3,15 @@
 For each task (`_tasks.py`: fashion, digits, digits59, mnist) every candidate the machine has
 real weights for offline, and a random-weight copy of each as a control, is
 
-1. ranked by `zoo_transfer.rank.rank` on the task's training images (one forward pass
-   each, LogME on the default head's features; also on the trunk's, for comparison), and
+1. ranked by `zoo_transfer.rank.rank` on the task's training images, four ways: LogME on
+   the default head's features or the trunk's, each standardised (`rank`'s default) or
+   raw (`standardize=False`), and
 2. fine-tuned with `zoo-transfer train` defaults (LP-FT) from the shell, then scored on
    the task's test images (`zoo-transfer evaluate`).
 
-It prints both side by side, Spearman's rank correlation between LogME and the test
-accuracy (target >= 0.8, issue 15), and whether every random control ranks below every
-real model. All at one image size (64 px) so the candidates see the same pixels.
+It prints them side by side, and for each variant Spearman's rank correlation between
+LogME and the test accuracy (target >= 0.8, issue 15) and whether every random control
+ranks below every real model. All at one image size (64 px) so the candidates see the same pixels.
 
     python benchmarks/rank.py [--tasks fashion,digits,digits59,mnist] [--size 64] [--work DIR]
 """

@@ -429,7 +429,7 @@ def rank(
             train`'s default head fits its linear probe on, so the score speaks of the
             model that training would give; on the three tasks of `benchmarks/rank.py`
             its order matched the trained accuracies better on every task (Spearman
-            0.77/0.14/0.37 -> 0.89/0.66/0.60). A card whose default cut is not a stage
+            0.77/0.14/0.37 -> 0.89/0.66/0.60, raw). A card whose default cut is not a stage
             falls back to `"trunk"`. `"trunk"`: the card's feature layer, globally
             average-pooled (a one-stage head's input; `D` is smaller, so it is faster
             for very wide models). Each row says which (`RankRow.features`).
